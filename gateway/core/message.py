@@ -1,0 +1,94 @@
+"""The message record and its status machine.
+
+Rules:
+- ``status`` moves only along ``TRANSITIONS``; ``advance`` refuses anything else and
+  returns False (a late DLR after a final state is ignored, not an error).
+- Times are float epoch seconds (UTC). Rendering to RFC 2822 is the API's job.
+- ``seq`` is a gateway-wide monotonic number given at create time: per-sender FIFO order
+  is ``seq`` order, also after a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Outbound
+ACCEPTED = "accepted"
+SCHEDULED = "scheduled"
+QUEUED = "queued"
+SENDING = "sending"
+SENT = "sent"
+DELIVERED = "delivered"
+UNDELIVERED = "undelivered"
+FAILED = "failed"
+CANCELED = "canceled"
+# Inbound
+RECEIVING = "receiving"
+RECEIVED = "received"
+
+FINAL = frozenset({DELIVERED, UNDELIVERED, FAILED, CANCELED, RECEIVED})
+#: statuses that get a status callback when reached (Twilio: not the initial one)
+CALLBACK_STATUSES = frozenset({QUEUED, SENT, DELIVERED, UNDELIVERED, FAILED, CANCELED})
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    ACCEPTED: frozenset({QUEUED, FAILED, CANCELED}),
+    SCHEDULED: frozenset({QUEUED, CANCELED, FAILED}),
+    QUEUED: frozenset({SENDING, FAILED, CANCELED}),
+    # sending -> queued: the link dropped before submit_sm_resp; the message is resent
+    SENDING: frozenset({SENT, FAILED, QUEUED, DELIVERED, UNDELIVERED}),
+    SENT: frozenset({DELIVERED, UNDELIVERED, FAILED}),
+    # a carrier may report delivered after an intermediate undelivered (retry on its side)
+    UNDELIVERED: frozenset({DELIVERED}),
+    DELIVERED: frozenset(),
+    FAILED: frozenset(),
+    CANCELED: frozenset(),
+    RECEIVING: frozenset({RECEIVED}),
+    RECEIVED: frozenset(),
+}
+
+OUTBOUND_API = "outbound-api"
+OUTBOUND_REPLY = "outbound-reply"
+INBOUND = "inbound"
+
+
+def can_move(src: str, dst: str) -> bool:
+    return dst in TRANSITIONS.get(src, frozenset())
+
+
+@dataclass(slots=True)
+class Message:
+    sid: str
+    account_sid: str
+    from_: str
+    to: str
+    body: str
+    status: str
+    direction: str = OUTBOUND_API
+    num_segments: int = 1
+    num_media: int = 0
+    messaging_service_sid: str | None = None
+    status_callback: str | None = None
+    sender_class: str = "long_code"
+    smart_encoded: bool = False
+    date_created: float = 0.0
+    date_updated: float = 0.0
+    date_sent: float | None = None
+    valid_until: float = 0.0          # epoch s after which a queued message fails with 30036
+    send_at: float | None = None      # scheduled messages
+    error_code: int | None = None
+    error_message: str | None = None
+    carrier: str | None = None
+    carrier_message_ids: list[str] = field(default_factory=list)
+    raw_dlr_done_date: str | None = None
+    seq: int = 0
+    attempts: int = 0
+
+    def advance(self, status: str, now: float) -> bool:
+        """Move to ``status`` if the status machine allows it; False otherwise."""
+        if status == self.status:
+            return False
+        if not can_move(self.status, status):
+            return False
+        self.status = status
+        self.date_updated = now
+        return True

@@ -1,0 +1,138 @@
+"""Benchmark of the HTTP layer (gateway.io.http_server / http_client) on loopback.
+
+Owns: two measurements, each with the server in its own process pinned to CPU 0 and
+the load on CPU 1 (when the machine has 2+ cores):
+  1. server req/s: a raw trio load generator, C keep-alive connections, each sending a
+     form POST and reading the fixed-size 201 JSON answer (no parsing on the load side);
+  2. client req/s and client CPU µs per request: gateway HttpClient, C concurrent
+     callers sharing one pool, against the same server.
+Rules: loopback only, every loop bounded by --seconds; the server process is killed
+at the end. Usage: python bench/bench_http.py [--seconds 3] [--conns 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import trio
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from gateway.io.http_client import ClientLimits, HttpClient  # noqa: E402
+from gateway.io.http_server import HttpServer, Response  # noqa: E402
+
+FORM = b"To=%2B15005550006&From=%2B15005550001&Body=Hello+there"
+
+
+def _pin(cpu: int) -> None:
+    if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:
+        os.sched_setaffinity(0, {cpu})
+
+
+async def _handler(req):
+    form = req.form()
+    return Response.json({"sid": "SM" + "0" * 32, "to": form.get("To", [""])[0],
+                          "status": "queued"}, 201)
+
+
+async def _serve() -> None:
+    server = HttpServer(_handler, "127.0.0.1", 0)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(server.serve)
+        print(port, flush=True)
+
+
+def _request(port: int) -> bytes:
+    return (f"POST /2010-04-01/Accounts/AC1/Messages.json HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(FORM)}\r\n\r\n").encode() + FORM
+
+
+async def _raw_load(port: int, conns: int, seconds: float) -> tuple[int, float]:
+    req = _request(port)
+    probe = await trio.open_tcp_stream("127.0.0.1", port)
+    await probe.send_all(req)
+    first = await probe.receive_some(65536)
+    resp_len = len(first)
+    await probe.aclose()
+    count = 0
+
+    async def worker(deadline: float) -> None:
+        nonlocal count
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            while trio.current_time() < deadline:
+                await stream.send_all(req)
+                got = 0
+                while got < resp_len:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        raise RuntimeError("server closed")
+                    got += len(data)
+                count += 1
+
+    t0 = time.perf_counter()
+    deadline = trio.current_time() + seconds
+    async with trio.open_nursery() as nursery:
+        for _ in range(conns):
+            nursery.start_soon(worker, deadline)
+    return count, time.perf_counter() - t0
+
+
+async def _client_load(port: int, conns: int, seconds: float) -> tuple[int, float, float]:
+    client = HttpClient(ClientLimits(max_per_origin=conns), allow_private=True)
+    url = f"http://127.0.0.1:{port}/2010-04-01/Accounts/AC1/Messages.json"
+    headers = [("Content-Type", "application/x-www-form-urlencoded")]
+    count = 0
+
+    async def worker(deadline: float) -> None:
+        nonlocal count
+        while trio.current_time() < deadline:
+            resp = await client.request("POST", url, headers=headers, body=FORM)
+            if resp.status != 201:
+                raise RuntimeError(f"status {resp.status}")
+            count += 1
+
+    await client.request("POST", url, headers=headers, body=FORM)
+    t0, c0 = time.perf_counter(), time.process_time()
+    deadline = trio.current_time() + seconds
+    async with trio.open_nursery() as nursery:
+        for _ in range(conns):
+            nursery.start_soon(worker, deadline)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    await client.aclose()
+    return count, wall, cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--conns", type=int, default=32)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        _pin(0)
+        trio.run(_serve)
+        return
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        _pin(1)
+        n, wall = trio.run(_raw_load, port, args.conns, args.seconds)
+        print(f"server: {n / wall:,.0f} req/s ({n} requests, {args.conns} keep-alive "
+              f"connections, {wall:.1f} s)")
+        n, wall, cpu = trio.run(_client_load, port, args.conns, args.seconds)
+        print(f"client: {n / wall:,.0f} req/s, {cpu / n * 1e6:.0f} µs CPU per request "
+              f"({n} requests, concurrency {args.conns})")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

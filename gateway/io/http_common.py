@@ -1,0 +1,172 @@
+"""Shared HTTP/1.1 pieces for the trio server and client: Request, Response, errors.
+
+Owns: the Request/Response value types the API handlers see, the client error
+hierarchy (HttpClientError and its subclasses), the cached Date header and the
+status-line table. No sockets here; http_server.py and http_client.py do the I/O.
+
+Rules: header names in Request.headers are lower-case str (latin-1), repeats joined
+with ", ". Response headers are (name, value) pairs; the server adds Date,
+Content-Length and Connection itself, so handlers must not set them. Header values
+with CR or LF are refused (ValueError) to prevent response splitting.
+"""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from urllib.parse import parse_qs, unquote
+
+import orjson
+
+__all__ = [
+    "Request", "Response", "HttpClientError", "ConnectError", "ConnectTimeout",
+    "ReadTimeout", "TotalTimeout", "BodyTooLarge", "BlockedAddress", "ProtocolError",
+    "http_date", "status_line",
+]
+
+
+# ---------------------------------------------------------------- client errors
+class HttpClientError(Exception):
+    """Base of every error the HTTP client raises."""
+
+
+class ConnectError(HttpClientError):
+    """TCP connect or TLS handshake failed (nothing was sent)."""
+
+
+class ConnectTimeout(ConnectError):
+    """Connect (incl. TLS handshake) did not finish within connect_timeout."""
+
+
+class ReadTimeout(HttpClientError):
+    """No byte of the response arrived within read_timeout."""
+
+
+class TotalTimeout(HttpClientError):
+    """The whole request (pool wait, connect, send, receive) exceeded total_timeout."""
+
+
+class BodyTooLarge(HttpClientError):
+    """The response body exceeded max_body."""
+
+
+class BlockedAddress(HttpClientError):
+    """The SSRF guard refused the target (private/loopback/reserved address)."""
+
+
+class ProtocolError(HttpClientError):
+    """Malformed response, connection closed mid-response, or an unusable URL."""
+
+
+# ---------------------------------------------------------------- date / status
+_date_cache = [0, b""]
+
+
+def http_date() -> bytes:
+    """RFC 7231 IMF-fixdate for now, recomputed at most once per second."""
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[0] = now
+        _date_cache[1] = formatdate(now, usegmt=True).encode("ascii")
+    return _date_cache[1]
+
+
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+        line = f"HTTP/1.1 {status} {reason}\r\n".encode("ascii")
+        _STATUS_LINES[status] = line
+    return line
+
+
+# ---------------------------------------------------------------- request/response
+class Request:
+    """One parsed HTTP request; the body is complete when the handler sees it."""
+
+    __slots__ = ("method", "target", "path", "query", "headers", "body", "client",
+                 "http_version")
+
+    def __init__(self, method: str, target: str, headers: dict[str, str], body: bytes,
+                 client: tuple[str, int], http_version: str = "1.1") -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.client = client
+        self.http_version = http_version
+        raw = target
+        if not raw.startswith("/"):            # absolute-form or "*"
+            scheme_end = raw.find("://")
+            if scheme_end >= 0:
+                slash = raw.find("/", scheme_end + 3)
+                raw = raw[slash:] if slash >= 0 else "/"
+        q = raw.find("?")
+        if q >= 0:
+            self.query = raw[q + 1:]
+            raw = raw[:q]
+        else:
+            self.query = ""
+        hashpos = raw.find("#")
+        if hashpos >= 0:
+            raw = raw[:hashpos]
+        self.path = unquote(raw) if "%" in raw else raw
+
+    def query_params(self) -> dict[str, list[str]]:
+        return parse_qs(self.query, keep_blank_values=True) if self.query else {}
+
+    def form(self) -> dict[str, list[str]]:
+        """urlencoded body (blank values kept: ``Body=`` gives ``[""]``); query for GET."""
+        if self.method in ("GET", "HEAD", "DELETE") and not self.body:
+            return self.query_params()
+        ctype = self.headers.get("content-type", "")
+        if ctype and not ctype.lower().startswith("application/x-www-form-urlencoded"):
+            return {}
+        if not self.body:
+            return {}
+        return parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target} from {self.client}>"
+
+
+class Response:
+    """Status, extra headers and a complete body (bytes)."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int = 200, headers: list[tuple[str, str]] | None = None,
+                 body: bytes = b"") -> None:
+        self.status = status
+        self.headers = headers if headers is not None else []
+        self.body = body
+
+    @classmethod
+    def json(cls, obj, status: int = 200, headers: list[tuple[str, str]] | None = None):
+        hdrs = [("Content-Type", "application/json")]
+        if headers:
+            hdrs.extend(headers)
+        return cls(status, hdrs, orjson.dumps(obj))
+
+    @classmethod
+    def text(cls, s: str, status: int = 200,
+             content_type: str = "text/plain; charset=utf-8",
+             headers: list[tuple[str, str]] | None = None):
+        hdrs = [("Content-Type", content_type)]
+        if headers:
+            hdrs.extend(headers)
+        return cls(status, hdrs, s.encode("utf-8"))
+
+    @classmethod
+    def empty(cls, status: int = 204, headers: list[tuple[str, str]] | None = None):
+        return cls(status, list(headers) if headers else [], b"")
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {len(self.body)} bytes>"

@@ -1,0 +1,364 @@
+"""Thin HTTP/1.1 server on trio over httptools (llhttp): the API and /metrics listener.
+
+Owns: accepting connections, one httptools.HttpRequestParser per connection,
+keep-alive and pipelining (handlers run one at a time per connection, responses go
+out in request order, one send_all per batch), chunked request bodies,
+``Expect: 100-continue``, limits (ServerLimits), timeouts and graceful drain.
+
+Rules:
+- Limits: header bytes > max_header_bytes -> 431; body > max_body (declared or read)
+  -> 413; unknown Expect -> 417; parse errors -> 400; every error response closes the
+  connection (after a short lingering read so the peer sees the answer, not a RST).
+- Over max_connections a new connection gets 503 and is closed.
+- Timeouts: header_timeout from the first byte of a request (and for the first
+  request of a new connection), body_timeout from headers complete, idle_timeout
+  between keep-alive requests. A request that times out mid-way gets 408.
+- HTTP/1.0 closes after the response unless it asked for keep-alive; ``Connection:
+  close`` is honoured. The server sets Date, Content-Length and Connection.
+Error handling: a handler exception becomes a bare 500 (no traceback leaves the
+process); the exception is logged with logging.exception. Socket errors end only
+that connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httptools
+import trio
+
+from gateway.io.http_common import Request, Response, http_date, status_line
+
+__all__ = ["HttpServer", "ServerLimits", "Request", "Response", "Handler"]
+
+log = logging.getLogger("gateway.http")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_INTERNAL_ERROR = Response.text("Internal Server Error", 500)
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    max_header_bytes: int = 16 * 1024
+    max_body: int = 1024 * 1024
+    max_connections: int = 1024
+    idle_timeout: float = 75.0      # between keep-alive requests
+    header_timeout: float = 10.0    # first byte of a request -> headers complete
+    body_timeout: float = 30.0      # headers complete -> body complete
+    linger: float = 2.0             # lingering read after an error response
+    recv_size: int = 64 * 1024
+
+
+class _Stop(Exception):
+    """Raised inside a parser callback to stop parsing; _Conn.error holds the status."""
+
+
+def _error_bytes(status: int) -> bytes:
+    body = status_line(status)[13:-2]          # the reason phrase
+    return b"".join((status_line(status), b"Date: ", http_date(),
+                     b"\r\nContent-Type: text/plain\r\nContent-Length: ",
+                     str(len(body)).encode(), b"\r\nConnection: close\r\n\r\n", body))
+
+
+def _serialize(resp: Response, conn_hdr: str, head_only: bool) -> bytes:
+    body = resp.body
+    extra = ""
+    for name, value in resp.headers:
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            raise ValueError(f"CR/LF in response header {name!r}")
+        extra += f"{name}: {value}\r\n"
+    head = b"".join((status_line(resp.status), b"Date: ", http_date(),
+                     f"\r\nContent-Length: {len(body)}\r\n{extra}{conn_hdr}\r\n"
+                     .encode("latin-1")))
+    if head_only or not body:
+        return head
+    return head + body
+
+
+class _Conn:
+    """Per-connection parser state; methods named on_* are httptools callbacks."""
+
+    __slots__ = ("limits", "client", "parser", "ready", "url", "headers", "body",
+                 "body_len", "in_headers", "in_body", "hdr_bytes", "hdr_raw", "t_start",
+                 "error", "need_continue", "upgrade", "idle", "scope")
+
+    def __init__(self, limits: ServerLimits, client: tuple[str, int]) -> None:
+        self.limits = limits
+        self.client = client
+        self.parser = httptools.HttpRequestParser(self)
+        self.ready: list[tuple[Request, bool]] = []
+        self.url = b""
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.body_len = 0
+        self.in_headers = False
+        self.in_body = False
+        self.hdr_bytes = 0
+        self.hdr_raw = 0
+        self.t_start = 0.0
+        self.error = 0
+        self.need_continue = False
+        self.upgrade = False
+        self.idle = False
+        self.scope: trio.CancelScope | None = None
+
+    def _fail(self, status: int) -> None:
+        self.error = status
+        raise _Stop()
+
+    def on_message_begin(self) -> None:
+        self.in_headers = True
+        self.url = b""
+        self.headers = {}
+        self.body = []
+        self.body_len = 0
+        self.hdr_bytes = 0
+        self.hdr_raw = -1
+        self.t_start = trio.current_time()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.hdr_bytes += len(url)
+        if self.hdr_bytes > self.limits.max_header_bytes:
+            self._fail(431)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.hdr_bytes += len(name) + len(value) + 4
+        if self.hdr_bytes > self.limits.max_header_bytes:
+            self._fail(431)
+        key = name.decode("latin-1").lower()
+        val = value.decode("latin-1")
+        old = self.headers.get(key)
+        self.headers[key] = val if old is None else f"{old}, {val}"
+
+    def on_headers_complete(self) -> None:
+        self.in_headers = False
+        self.in_body = True
+        self.t_start = trio.current_time()
+        headers = self.headers
+        clen = headers.get("content-length")
+        if clen is not None and clen.isdigit() and int(clen) > self.limits.max_body:
+            self._fail(413)
+        expect = headers.get("expect")
+        if expect is not None:
+            if expect.lower() != "100-continue":
+                self._fail(417)
+            if self.parser.get_http_version() != "1.0":
+                self.need_continue = True
+
+    def on_body(self, data: bytes) -> None:
+        self.body_len += len(data)
+        if self.body_len > self.limits.max_body:
+            self._fail(413)
+        self.body.append(data)
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        body = self.body
+        req = Request(parser.get_method().decode("ascii", "replace"),
+                      self.url.decode("latin-1"), self.headers,
+                      body[0] if len(body) == 1 else b"".join(body), self.client,
+                      parser.get_http_version())
+        self.ready.append((req, parser.should_keep_alive()))
+        self.in_body = False
+        self.in_headers = False
+        self.need_continue = False
+        self.body = []
+
+
+class HttpServer:
+    """``await nursery.start(server.serve)`` -> port; ``await server.drain(timeout)``."""
+
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0,
+                 limits: ServerLimits | None = None) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.limits = limits or ServerLimits()
+        self.draining = False
+        self.connections_accepted = 0
+        self._conns: set[_Conn] = set()
+        self._listeners: list[trio.SocketListener] = []
+        self._conn_scope = trio.CancelScope()
+        self._done = trio.Event()
+        self._changed = trio.Event()
+
+    @property
+    def active_connections(self) -> int:
+        return len(self._conns)
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self._listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        self.port = self._listeners[0].socket.getsockname()[1]
+        try:
+            with self._conn_scope:
+                async with trio.open_nursery() as nursery:
+                    for listener in self._listeners:
+                        nursery.start_soon(self._accept_loop, listener, nursery)
+                    task_status.started(self.port)
+        finally:
+            for listener in self._listeners:
+                await trio.aclose_forcefully(listener)
+            self._done.set()
+
+    async def _accept_loop(self, listener: trio.SocketListener,
+                           nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+            except OSError as exc:                 # EMFILE etc.: back off briefly
+                log.warning("accept failed: %s", exc)
+                await trio.sleep(0.1)
+                continue
+            if len(self._conns) >= self.limits.max_connections:
+                nursery.start_soon(self._reject, stream, 503)
+            else:
+                self.connections_accepted += 1
+                nursery.start_soon(self._serve_conn, stream)
+
+    async def _reject(self, stream: trio.SocketStream, status: int) -> None:
+        try:
+            with trio.move_on_after(self.limits.linger):
+                await stream.send_all(_error_bytes(status))
+                await self._linger(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _linger(self, stream: trio.SocketStream) -> None:
+        """Half-close and read what the peer still sends, so our answer isn't RST away."""
+        try:
+            await stream.send_eof()
+            budget = 4 * self.limits.max_body
+            with trio.move_on_after(self.limits.linger):
+                while budget > 0:
+                    data = await stream.receive_some(self.limits.recv_size)
+                    if not data:
+                        return
+                    budget -= len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+    async def _serve_conn(self, stream: trio.SocketStream) -> None:
+        try:
+            peer = stream.socket.getpeername()
+            client = (peer[0], peer[1])
+        except OSError:
+            client = ("", 0)
+        limits = self.limits
+        conn = _Conn(limits, client)
+        self._conns.add(conn)
+        idle_since = trio.current_time()
+        idle_timeout = limits.header_timeout        # first request of a connection
+        try:
+            while True:
+                if conn.in_body:
+                    deadline = conn.t_start + limits.body_timeout
+                elif conn.in_headers:
+                    deadline = conn.t_start + limits.header_timeout
+                else:
+                    if self.draining:
+                        return
+                    conn.idle = True
+                    deadline = idle_since + idle_timeout
+                with trio.CancelScope(deadline=deadline) as scope:
+                    conn.scope = scope
+                    data = await stream.receive_some(limits.recv_size)
+                conn.scope = None
+                conn.idle = False
+                if scope.cancelled_caught:
+                    if conn.in_headers or conn.in_body:
+                        conn.error = 408
+                        await self._send_error(stream, conn.error)
+                    return
+                if not data:
+                    return
+                try:
+                    conn.parser.feed_data(data)
+                except httptools.HttpParserUpgrade:
+                    conn.upgrade = True
+                except httptools.HttpParserError:
+                    if not conn.error:
+                        conn.error = 400
+                if conn.in_headers and not conn.error:
+                    if conn.hdr_raw < 0:
+                        conn.hdr_raw = 0
+                    else:
+                        conn.hdr_raw += len(data)
+                        if conn.hdr_raw > limits.max_header_bytes:
+                            conn.error = 431
+                if conn.ready:
+                    if not await self._respond(stream, conn):
+                        return
+                    idle_since = trio.current_time()
+                    idle_timeout = limits.idle_timeout
+                elif conn.error:
+                    await self._send_error(stream, conn.error)
+                    return
+                elif conn.upgrade:
+                    return
+                if conn.need_continue:
+                    conn.need_continue = False
+                    await stream.send_all(_CONTINUE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self._conns.discard(conn)
+            self._changed.set()
+            await trio.aclose_forcefully(stream)
+
+    async def _send_error(self, stream: trio.SocketStream, status: int) -> None:
+        await stream.send_all(_error_bytes(status))
+        await self._linger(stream)
+
+    async def _respond(self, stream: trio.SocketStream, conn: _Conn) -> bool:
+        """Run the handler for every complete request; one send_all; False = close."""
+        out: list[bytes] = []
+        keep = True
+        ready = conn.ready
+        for req, keep_alive in ready:
+            keep = keep_alive and not self.draining and not conn.upgrade
+            if keep:
+                conn_hdr = "Connection: keep-alive\r\n" if req.http_version == "1.0" else ""
+            else:
+                conn_hdr = "Connection: close\r\n"
+            try:
+                data = _serialize(await self.handler(req), conn_hdr, req.method == "HEAD")
+            except Exception:
+                log.exception("handler failed for %s %s", req.method, req.path)
+                data = _serialize(_INTERNAL_ERROR, conn_hdr, req.method == "HEAD")
+            out.append(data)
+            if not keep:
+                break
+        ready.clear()
+        if keep and conn.error:
+            out.append(_error_bytes(conn.error))
+            keep = False
+        await stream.send_all(out[0] if len(out) == 1 else b"".join(out))
+        if not keep and conn.error:
+            await self._linger(stream)
+        return keep
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, let in-flight requests finish, close idle connections;
+        at the deadline cancel whatever remains. Returns when serve() has ended."""
+        self.draining = True
+        for listener in self._listeners:
+            await trio.aclose_forcefully(listener)
+        with trio.move_on_after(timeout):
+            while self._conns:
+                for conn in list(self._conns):
+                    if conn.idle and conn.scope is not None:
+                        conn.scope.cancel()
+                self._changed = trio.Event()
+                await self._changed.wait()
+        self._conn_scope.cancel()
+        if self._listeners:
+            await self._done.wait()

@@ -1,0 +1,429 @@
+"""Sans-I/O SMPP 3.4 ESME session: one bind over one byte stream.
+
+Owns: the bind state machine, sequence numbers, the window of in-flight submits, the
+automatic answers (enquire_link, unbind, garbage), keepalive and response deadlines.
+No sockets, no trio, no clock of its own: every call that cares about time takes ``now``
+(seconds, monotonic). The adapter (``gateway.io.smpp_link``) loops::
+
+    session.start_bind(now); send(session.data_to_send())
+    session.receive_data(bytes, now); for ev in session.next_events(): ...
+    session.tick(now) at session.next_deadline()
+
+Rules:
+- States move only along ``TRANSITIONS`` (closed -> binding -> bound -> unbinding ->
+  closed); any other move raises ``LocalProtocolError`` (our bug) — the peer cannot push
+  us into an illegal state, its odd PDUs are answered and reported instead.
+- Sequence numbers run 1..0x7FFFFFFF and wrap, skipping any still in flight.
+- ``submit`` raises ``LocalProtocolError`` when not bound (or bound as receiver) or when
+  the window is full; ``free_slots()`` says how many it will accept.
+- Every submit gets exactly one outcome event: ``SubmitResp`` (submit_sm_resp, or a
+  generic_nack with its sequence number) or membership of one ``SubmitsLost``.
+- Tolerant receiver: vendor ``command_status`` values, unknown TLVs and odd data_coding
+  never drop the bind. An undecodable request is answered with the status the codec
+  error carries (deliver_sm/data_sm with their own ``_resp``, anything else with
+  generic_nack); stray responses are reported as ``ProtocolError`` and ignored.
+
+Error handling (timers, no retries here — retrying is the link's and dispatcher's job):
+- ``response_timeout`` of silence (no byte received) while anything is outstanding
+  (submits, bind, enquire_link, unbind) -> ``SubmitsLost(all refs, "response_timeout")``
+  then ``LinkDead``; the session is closed.
+- A single submit unanswered for ``response_timeout`` while the peer is otherwise
+  talking -> ``SubmitsLost([ref], "expired")``; its window slot is freed, the bind stays.
+- ``enquire_link`` is sent after ``enquire_link_interval`` seconds without receiving
+  anything; its answer counts as traffic.
+- ESME_RTHROTTLED / ESME_RMSGQFUL are reported as ``SubmitResp`` with that status (the
+  caller re-queues) and set ``throttled_until = now + backoff`` (0.1 s doubling per
+  consecutive throttle up to 1 s; a success for a submit sent after the last throttle
+  resets it). The session does not enforce it: the adapter should not submit before.
+"""
+
+from __future__ import annotations
+
+from gateway import codec
+from gateway.proto.smpp_events import (
+    BindFailed,
+    Bound,
+    DeliverReceived,
+    EnquireLinkRtt,
+    LinkDead,
+    ProtocolError,
+    SubmitResp,
+    SubmitsLost,
+    Unbound,
+)
+
+CLOSED, BINDING, BOUND, UNBINDING = "closed", "binding", "bound", "unbinding"
+
+#: (state, trigger) -> next state
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (CLOSED, "bind"): BINDING,
+    (BINDING, "bind_ok"): BOUND,
+    (BINDING, "bind_failed"): CLOSED,
+    (BOUND, "unbind"): UNBINDING,
+    (BOUND, "peer_unbind"): CLOSED,
+    (UNBINDING, "peer_unbind"): CLOSED,
+    (UNBINDING, "unbind_resp"): CLOSED,
+}
+for _s in (CLOSED, BINDING, BOUND, UNBINDING):
+    TRANSITIONS[(_s, "dead")] = CLOSED
+
+MAX_SEQ = 0x7FFFFFFF
+THROTTLE_FIRST = 0.1
+THROTTLE_MAX = 1.0
+
+BIND_TYPES = ("transceiver", "transmitter", "receiver")
+
+
+class LocalProtocolError(Exception):
+    """We tried something the protocol state does not allow."""
+
+
+class EsmeSession:
+    """One ESME bind. See the module docstring for the rules."""
+
+    def __init__(self, system_id: str, password: str, *, bind_type: str = "transceiver",
+                 system_type: str = "", window: int = 64, response_timeout: float = 5.0,
+                 enquire_link_interval: float = 30.0, max_pdu_length: int = 65536) -> None:
+        if bind_type not in BIND_TYPES:
+            raise ValueError(f"bind_type must be one of {BIND_TYPES}, not {bind_type!r}")
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self.system_id = system_id
+        self.password = password
+        self.bind_type = bind_type
+        self.system_type = system_type
+        self.window = window
+        self.response_timeout = float(response_timeout)
+        self.enquire_link_interval = float(enquire_link_interval)
+        self.state = CLOSED
+        self.peer_system_id = ""
+        self.throttled_until = 0.0
+        self._throttle_backoff = 0.0
+        self._throttle_at = -1.0
+        self._decoder = codec.Decoder(max_length=max_pdu_length)
+        self._seq = 0
+        self._inflight: dict[int, tuple[object, float]] = {}   # seq -> (ref, sent_at)
+        self._out: list = []
+        self._events: list = []
+        self._last_rx = 0.0
+        self._silence_since = 0.0
+        self._control_seq = 0          # seq of the outstanding bind / unbind
+        self._control_sent = 0.0
+        self._enquire_seq = 0          # seq of the outstanding enquire_link, 0 = none
+        self._enquire_sent = 0.0
+        self.protocol_errors = 0
+
+    @classmethod
+    def from_cfg(cls, cfg: object, bind_type: str | None = None) -> EsmeSession:
+        """Build from an object with the ``[carriers.smpp]`` attributes."""
+        bt = bind_type or getattr(cfg, "bind", "transceiver")
+        if bt == "tx_rx":
+            bt = "transceiver"
+        return cls(cfg.system_id, cfg.password, bind_type=bt,
+                   system_type=getattr(cfg, "system_type", "") or "",
+                   window=getattr(cfg, "window", 64),
+                   response_timeout=getattr(cfg, "response_timeout", 5.0),
+                   enquire_link_interval=getattr(cfg, "enquire_link_interval", 30.0) or 30.0)
+
+    # ------------------------------------------------------------------ state helpers
+    def _move(self, trigger: str) -> None:
+        try:
+            self.state = TRANSITIONS[(self.state, trigger)]
+        except KeyError:
+            raise LocalProtocolError(f"{trigger!r} not allowed in state {self.state!r}") from None
+
+    def _next_seq(self) -> int:
+        seq = self._seq
+        inflight = self._inflight
+        while True:
+            seq = seq + 1 if seq < MAX_SEQ else 1
+            if seq not in inflight and seq != self._enquire_seq and seq != self._control_seq:
+                self._seq = seq
+                return seq
+
+    def _outstanding(self) -> bool:
+        return bool(self._inflight) or self._enquire_seq != 0 or self._control_seq != 0
+
+    def _arm_silence(self, now: float) -> None:
+        """Called before a request is queued: start the silence clock if idle."""
+        if not self._outstanding():
+            self._silence_since = now
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    def in_flight_refs(self) -> list:
+        return [ref for ref, _ in self._inflight.values()]
+
+    def free_slots(self) -> int:
+        if self.state != BOUND or self.bind_type == "receiver":
+            return 0
+        return self.window - len(self._inflight)
+
+    # ------------------------------------------------------------------ commands
+    def start_bind(self, now: float) -> None:
+        self._move("bind")
+        self._last_rx = now
+        self._arm_silence(now)
+        seq = self._next_seq()
+        cls = {"transceiver": codec.BindTransceiver, "transmitter": codec.BindTransmitter,
+               "receiver": codec.BindReceiver}[self.bind_type]
+        self._control_seq, self._control_sent = seq, now
+        self._out.append(cls(seq, self.system_id, self.password, system_type=self.system_type))
+
+    def submit(self, ref: object, pdu, now: float) -> int:
+        """Queue ``pdu`` (a SubmitSm/DataSm), numbering it; returns its sequence number."""
+        if self.state != BOUND or self.bind_type == "receiver":
+            raise LocalProtocolError(f"cannot submit in state {self.state!r} ({self.bind_type})")
+        inflight = self._inflight
+        if len(inflight) >= self.window:
+            raise LocalProtocolError("window full")
+        if not inflight and not self._enquire_seq:
+            self._silence_since = now
+        seq = self._next_seq()
+        pdu.sequence_number = seq
+        inflight[seq] = (ref, now)
+        self._out.append(pdu)
+        return seq
+
+    def answer_deliver(self, pdu, status: int = 0) -> None:
+        """Answer a deliver_sm / data_sm received in a ``DeliverReceived`` event."""
+        if self.state == CLOSED:
+            return
+        self._out.append(codec.resp_for(pdu, status))
+
+    def enquire_link(self, now: float) -> None:
+        if self.state != BOUND or self._enquire_seq:
+            return
+        self._arm_silence(now)
+        seq = self._next_seq()
+        self._enquire_seq, self._enquire_sent = seq, now
+        self._out.append(codec.EnquireLink(seq))
+
+    def unbind(self, now: float) -> None:
+        """Start a clean unbind; in-flight submits are still answered until unbind_resp."""
+        self._move("unbind")
+        self._arm_silence(now)
+        seq = self._next_seq()
+        self._control_seq, self._control_sent = seq, now
+        self._out.append(codec.Unbind(seq))
+
+    def connection_lost(self, reason: str) -> None:
+        """The transport closed: every unanswered submit is lost."""
+        if self.state != CLOSED:
+            self._die(reason)
+
+    def _die(self, reason: str) -> None:
+        refs = [ref for ref, _ in self._inflight.values()]
+        self._inflight.clear()
+        self._enquire_seq = self._control_seq = 0
+        if refs:
+            self._events.append(SubmitsLost(refs, reason))
+        self._events.append(LinkDead(reason))
+        self._move("dead")
+
+    # ------------------------------------------------------------------ output / events
+    def data_to_send(self) -> bytes:
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return codec.encode_many(out)
+
+    def next_events(self) -> list:
+        ev = self._events
+        self._events = []
+        return ev
+
+    # ------------------------------------------------------------------ input
+    def receive_data(self, data: bytes, now: float) -> None:
+        if self.state == CLOSED or not data:
+            return
+        self._last_rx = now
+        self._silence_since = now
+        try:
+            items = self._decoder.feed(data)
+        except codec.PduError as exc:     # FramingError: the stream cannot be resynchronised
+            self._out.append(codec.GenericNack(0, command_status=exc.command_status))
+            self._die(f"framing error: {exc}")
+            return
+        submit_resp_id = codec.CommandId.SUBMIT_SM_RESP
+        inflight = self._inflight
+        events = self._events
+        for pdu in items:
+            if isinstance(pdu, codec.PduError):
+                self._on_bad_pdu(pdu)
+                continue
+            cid = pdu.command_id
+            if cid == submit_resp_id:
+                entry = inflight.pop(pdu.sequence_number, None)
+                if entry is None:
+                    self._stray(pdu)
+                    continue
+                status = pdu.command_status
+                events.append(SubmitResp(entry[0], status, pdu.message_id, now - entry[1]))
+                if status:
+                    self._on_submit_error(status, entry[1], now)
+                elif self._throttle_backoff and entry[1] > self._throttle_at:
+                    self._throttle_backoff = 0.0
+            else:
+                self._on_other(pdu, cid, now)
+            if self.state == CLOSED:
+                return
+
+    def _on_submit_error(self, status: int, sent_at: float, now: float) -> None:
+        if status == codec.Status.ESME_RTHROTTLED or status == codec.Status.ESME_RMSGQFUL:
+            if sent_at > self._throttle_at or not self._throttle_backoff:
+                b = self._throttle_backoff
+                self._throttle_backoff = THROTTLE_FIRST if not b else min(THROTTLE_MAX, b * 2)
+            self._throttle_at = now
+            self.throttled_until = now + self._throttle_backoff
+
+    def _on_other(self, pdu, cid: int, now: float) -> None:
+        C = codec.CommandId
+        seq = pdu.sequence_number
+        if cid == C.DELIVER_SM or cid == C.DATA_SM:
+            self._events.append(DeliverReceived(pdu))
+        elif cid == C.ENQUIRE_LINK:
+            self._out.append(codec.resp_for(pdu, 0))
+        elif cid == C.ENQUIRE_LINK_RESP:
+            if seq == self._enquire_seq:
+                self._enquire_seq = 0
+                self._events.append(EnquireLinkRtt(now - self._enquire_sent))
+            else:
+                self._stray(pdu)
+        elif cid in (C.BIND_TRANSCEIVER_RESP, C.BIND_TRANSMITTER_RESP, C.BIND_RECEIVER_RESP):
+            if self.state != BINDING or seq != self._control_seq:
+                self._stray(pdu)
+            else:
+                self._bind_answered(pdu.command_status, getattr(pdu, "system_id", ""))
+        elif cid == C.GENERIC_NACK:
+            self._on_generic_nack(pdu, now)
+        elif cid == C.UNBIND:
+            self._out.append(codec.resp_for(pdu, 0))
+            self._peer_unbind()
+        elif cid == C.UNBIND_RESP:
+            if self.state == UNBINDING and seq == self._control_seq:
+                self._control_seq = 0
+                self._unbound(by_peer=False, reason="unbound")
+            else:
+                self._stray(pdu)
+        elif cid == C.ALERT_NOTIFICATION:
+            pass                                  # no response defined; nothing to do
+        elif cid & 0x80000000:
+            self._stray(pdu)
+        else:                                     # a request an ESME does not serve
+            status = codec.Status.ESME_RINVCMDID
+            self._out.append(codec.resp_for(pdu, status))
+            self._report(cid, seq, status, "unsupported request")
+
+    def _bind_answered(self, status: int, system_id: str) -> None:
+        self._control_seq = 0
+        if status == 0:
+            self._move("bind_ok")
+            self.peer_system_id = system_id or ""
+            self._events.append(Bound(self.peer_system_id))
+        else:
+            self._move("bind_failed")
+            self._events.append(BindFailed(status))
+
+    def _on_generic_nack(self, pdu, now: float) -> None:
+        seq, status = pdu.sequence_number, pdu.command_status
+        entry = self._inflight.pop(seq, None)
+        if entry is not None:
+            self._events.append(SubmitResp(entry[0], status, "", now - entry[1]))
+            if status:
+                self._on_submit_error(status, entry[1], now)
+        elif seq and seq == self._control_seq and self.state == BINDING:
+            self._bind_answered(status or codec.Status.ESME_RBINDFAIL, "")
+        elif seq and seq == self._enquire_seq:
+            self._enquire_seq = 0                  # the peer is alive, just odd
+            self._report(pdu.command_id, seq, status, "enquire_link nacked")
+        elif seq and seq == self._control_seq and self.state == UNBINDING:
+            self._control_seq = 0
+            self._unbound(by_peer=False, reason="unbind nacked")
+        else:
+            self._report(pdu.command_id, seq, status, "generic_nack")
+
+    def _peer_unbind(self) -> None:
+        self._unbound(by_peer=True, reason="peer unbind")
+
+    def _unbound(self, by_peer: bool, reason: str) -> None:
+        refs = [ref for ref, _ in self._inflight.values()]
+        self._inflight.clear()
+        self._enquire_seq = self._control_seq = 0
+        if refs:
+            self._events.append(SubmitsLost(refs, reason))
+        self._events.append(Unbound(by_peer))
+        self._move("peer_unbind" if by_peer else "unbind_resp")
+
+    def _on_bad_pdu(self, err) -> None:
+        cid, seq, status = err.command_id, err.sequence_number, err.command_status
+        C = codec.CommandId
+        if cid & 0x80000000:
+            # an undecodable response: if it answers a submit, settle it with a system error
+            entry = self._inflight.pop(seq, None) if cid == C.SUBMIT_SM_RESP else None
+            if entry is not None:
+                self._events.append(SubmitResp(entry[0], codec.Status.ESME_RSYSERR, "", 0.0))
+        elif cid == C.DELIVER_SM:
+            self._out.append(codec.DeliverSmResp(seq, command_status=status))
+        elif cid == C.DATA_SM:
+            self._out.append(codec.DataSmResp(seq, command_status=status))
+        else:
+            self._out.append(codec.GenericNack(seq, command_status=status))
+        self._report(cid, seq, status, str(err))
+
+    def _stray(self, pdu) -> None:
+        self._report(pdu.command_id, pdu.sequence_number, pdu.command_status,
+                     "unexpected response")
+
+    def _report(self, cid: int, seq: int, status: int, detail: str) -> None:
+        self.protocol_errors += 1
+        self._events.append(ProtocolError(cid, seq, status, detail))
+
+    # ------------------------------------------------------------------ timers
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has work to do (None: nothing armed)."""
+        if self.state == CLOSED:
+            return None
+        best = None
+        if self._outstanding():
+            best = self._silence_since + self.response_timeout
+            if self._inflight:
+                oldest = self._inflight[next(iter(self._inflight))][1] + self.response_timeout
+                best = min(best, oldest)
+        if self.state == BOUND and not self._enquire_seq:
+            t = self._last_rx + self.enquire_link_interval
+            best = t if best is None else min(best, t)
+        return best
+
+    def tick(self, now: float) -> None:
+        if self.state == CLOSED:
+            return
+        rt = self.response_timeout
+        if self._outstanding() and now >= self._silence_since + rt:
+            if self.state == BINDING:
+                reason = "bind timeout"
+            elif self.state == UNBINDING:
+                reason = "unbind timeout"
+            elif self._inflight:
+                reason = "response_timeout"
+            else:
+                reason = "enquire_link timeout"
+            self._die(reason)
+            return
+        inflight = self._inflight
+        if inflight:
+            expired = []
+            for seq, (ref, sent) in inflight.items():
+                if now < sent + rt:
+                    break
+                expired.append((seq, ref))
+            if expired:
+                for seq, _ in expired:
+                    del inflight[seq]
+                self._events.append(SubmitsLost([r for _, r in expired], "expired"))
+        if self.state == BOUND and not self._enquire_seq \
+                and now >= self._last_rx + self.enquire_link_interval:
+            self.enquire_link(now)

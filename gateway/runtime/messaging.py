@@ -1,0 +1,227 @@
+"""Outbound messaging above the pipeline: accepting a message (opt-out, queue capacity,
+durable create, enqueue), Messaging Service sender pools, scheduled messages, cancel and
+redact, opt-out state, and the status callbacks every status change produces.
+
+Rules:
+- 201 only after ``store.create_message`` returned (durable); the message is enqueued
+  after that, so a crash in between leaves it ``queued`` in the store and it is loaded
+  again at start.
+- Status callbacks as Twilio: none for the initial status; ``queued`` only after
+  accepted/scheduled; then sent/failed, delivered/undelivered, canceled. The URL is the
+  message's StatusCallback, else its service's, else the sender number's.
+- Sticky sender: a recipient keeps the pool number it got first (kv ``sticky``);
+  otherwise the pool number whose queue drains soonest for its class, preferring a
+  number with the recipient's country/area code.
+- Scheduled messages sit in a heap keyed by SendAt; at SendAt they become ``queued``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+
+import trio
+
+from gateway.core import errors, message as M
+from gateway.core.errors import TwilioError
+from gateway.core.ids import new_sid
+from gateway.core.message import Message
+from gateway.runtime.webhooks import Hook
+
+log = logging.getLogger("gateway.messaging")
+
+
+class Messaging:
+    def __init__(self, gw):
+        self.gw = gw
+        self.opt_outs: set[tuple[str, str]] = set()     # (our number, recipient)
+        self.sticky: dict[tuple[str, str], str] = {}    # (service, recipient) -> number
+        self.scheduled: list[tuple[float, int, str]] = []
+        self.scheduled_msgs: dict[str, Message] = {}
+        self._sched_wake = trio.Event()
+
+    async def load(self) -> None:
+        store = self.gw.store
+        for key, _ in await store.kv_items("optout"):
+            sender, _, to = key.partition("|")
+            self.opt_outs.add((sender, to))
+        for key, value in await store.kv_items("sticky"):
+            svc, _, to = key.partition("|")
+            self.sticky[(svc, to)] = value["number"]
+
+    # -- accept -------------------------------------------------------------------------
+    async def submit(self, msg: Message, idem: str | None) -> tuple[Message, bool]:
+        gw = self.gw
+        if msg.status == M.ACCEPTED and not msg.from_:
+            msg.from_ = self._pick_sender(msg)
+        if msg.from_ and (msg.from_, msg.to) in self.opt_outs:
+            raise TwilioError(errors.UNSUBSCRIBED)
+        number = gw.registry.get(msg.from_) if msg.from_ else None
+        if number is not None:
+            msg.sender_class = number.type
+        if not msg.status_callback:
+            msg.status_callback = self._default_callback(msg) or None
+        if msg.status == M.QUEUED and not gw.dispatcher.sched.has_room(msg.from_, msg.num_segments):
+            raise TwilioError(errors.QUEUE_FULL)
+        stored, created = await gw.store.create_message(msg, idem)
+        if not created:
+            return stored, False
+        gw.count_message(M.OUTBOUND_API if stored.direction != M.OUTBOUND_REPLY else stored.direction,
+                         stored.status)
+        self.place(stored)
+        return stored, True
+
+    def place(self, msg: Message) -> None:
+        """Put a stored, not-yet-sent message where it waits: the schedule heap, or (for
+        accepted ones, right away) its sender queue."""
+        if msg.status == M.SCHEDULED:
+            self.scheduled_msgs[msg.sid] = msg
+            heapq.heappush(self.scheduled, (msg.send_at or 0.0, msg.seq, msg.sid))
+            self._sched_wake.set()
+            return
+        if msg.status == M.ACCEPTED:
+            if not msg.from_:
+                msg.from_ = self._pick_sender(msg)
+            number = self.gw.registry.get(msg.from_)
+            if number is not None:
+                msg.sender_class = number.type
+            msg.advance(M.QUEUED, time.time())
+            self.gw.store.save_message_nowait(msg)
+            self.status_changed(msg)
+        if not self.gw.dispatcher.enqueue(msg):
+            # only reachable for accepted/scheduled ones (queued were checked before)
+            msg.advance(M.FAILED, time.time())
+            msg.error_code = errors.QUEUE_OVERFLOW
+            msg.error_message = errors.MESSAGES[errors.QUEUE_OVERFLOW]
+            self.gw.store.save_message_nowait(msg)
+            self.status_changed(msg)
+
+    def _pick_sender(self, msg: Message) -> str:
+        svc = self.gw.service(msg.messaging_service_sid)
+        if svc is None or not svc.numbers:
+            raise TwilioError(errors.FROM_REQUIRED)
+        key = (svc.sid, msg.to)
+        if svc.sticky_sender and key in self.sticky and self.sticky[key] in svc.numbers:
+            return self.sticky[key]
+        pool = [n for n in svc.numbers if (n, msg.to) not in self.opt_outs] or list(svc.numbers)
+        prefix = msg.to[:5] if msg.to.startswith("+1") else msg.to[:3]
+        local = [n for n in pool if n.startswith(prefix)]
+        candidates = local or pool
+        sched = self.gw.dispatcher.sched
+        choice = min(candidates, key=lambda n: sched.drain_time(n))
+        if svc.sticky_sender:
+            self.sticky[key] = choice
+            self.gw.store_nowait_kv("sticky", f"{svc.sid}|{msg.to}", {"number": choice})
+        return choice
+
+    def _default_callback(self, msg: Message) -> str:
+        svc = self.gw.service(msg.messaging_service_sid) if msg.messaging_service_sid else None
+        if svc is not None and svc.status_callback:
+            return svc.status_callback
+        number = self.gw.registry.get(msg.from_) if msg.from_ else None
+        return number.status_callback if number is not None else ""
+
+    # -- scheduled ----------------------------------------------------------------------
+    async def schedule_loop(self) -> None:
+        while True:
+            if not self.scheduled:
+                self._sched_wake = trio.Event()
+                await self._sched_wake.wait()
+                continue
+            due = self.scheduled[0][0]
+            wait = due - time.time()
+            if wait > 0:
+                self._sched_wake = trio.Event()
+                with trio.move_on_after(min(wait, 60.0)):
+                    await self._sched_wake.wait()
+                continue
+            _, _, sid = heapq.heappop(self.scheduled)
+            msg = self.scheduled_msgs.pop(sid, None)
+            if msg is None or msg.status != M.SCHEDULED:
+                continue
+            if not msg.from_:
+                msg.from_ = self._pick_sender(msg)
+            number = self.gw.registry.get(msg.from_)
+            if number is not None:
+                msg.sender_class = number.type
+            msg.advance(M.QUEUED, time.time())
+            self.gw.store.save_message_nowait(msg)
+            self.status_changed(msg)
+            if not self.gw.dispatcher.enqueue(msg):
+                msg.advance(M.FAILED, time.time())
+                msg.error_code = errors.QUEUE_OVERFLOW
+                self.gw.store.save_message_nowait(msg)
+                self.status_changed(msg)
+
+    # -- cancel / redact ----------------------------------------------------------------
+    async def cancel(self, msg: Message) -> Message:
+        live = self.scheduled_msgs.pop(msg.sid, None)
+        target = live or msg
+        if target.status not in (M.SCHEDULED, M.ACCEPTED, M.QUEUED):
+            raise TwilioError(20009, "Message can no longer be canceled")
+        if target.status == M.QUEUED and not self.gw.dispatcher.remove(target.sid):
+            raise TwilioError(20009, "Message can no longer be canceled")
+        target.advance(M.CANCELED, time.time())
+        await self.gw.store.save_message(target)
+        self.status_changed(target)
+        return target
+
+    async def redact(self, msg: Message) -> Message:
+        msg.body = ""
+        msg.date_updated = time.time()
+        await self.gw.store.save_message(msg)
+        return msg
+
+    # -- opt-out ------------------------------------------------------------------------
+    async def set_opt_out(self, sender: str, recipient: str, out: bool) -> None:
+        key = f"{sender}|{recipient}"
+        if out:
+            self.opt_outs.add((sender, recipient))
+            await self.gw.store.kv_put("optout", key, {"at": time.time()})
+        else:
+            self.opt_outs.discard((sender, recipient))
+            await self.gw.store.kv_delete("optout", key)
+
+    async def send_reply(self, account, from_, to, body, status_callback, bypass_opt_out=False):
+        gw = self.gw
+        if not bypass_opt_out and (from_, to) in self.opt_outs:
+            log.info("reply to opted-out recipient dropped")
+            return None
+        wall = time.time()
+        number = gw.registry.get(from_)
+        msg = Message(
+            sid=new_sid("SM"), account_sid=account, from_=from_, to=to, body=body,
+            status=M.QUEUED, direction=M.OUTBOUND_REPLY,
+            num_segments=gw.count_segments(body, False),
+            status_callback=status_callback, sender_class=number.type if number else "long_code",
+            date_created=wall, date_updated=wall, valid_until=wall + 36000,
+        )
+        try:
+            stored, _ = await self.submit(msg, None)
+        except TwilioError as e:
+            log.warning("reply not sent code=%s", e.code)
+            return None
+        return stored
+
+    # -- callbacks ----------------------------------------------------------------------
+    def status_changed(self, msg: Message) -> None:
+        gw = self.gw
+        gw.count_message(M.INBOUND if msg.direction == M.INBOUND else "outbound", msg.status)
+        if msg.status not in M.CALLBACK_STATUSES or not msg.status_callback:
+            return
+        token = gw.auth_token(msg.account_sid)
+        if not token:
+            return
+        params = [
+            ("AccountSid", msg.account_sid), ("ApiVersion", "2010-04-01"),
+            ("From", msg.from_), ("To", msg.to), ("MessageSid", msg.sid),
+            ("SmsSid", msg.sid), ("MessageStatus", msg.status), ("SmsStatus", msg.status),
+        ]
+        if msg.messaging_service_sid:
+            params.append(("MessagingServiceSid", msg.messaging_service_sid))
+        if msg.error_code and msg.status in (M.FAILED, M.UNDELIVERED):
+            params.append(("ErrorCode", str(msg.error_code)))
+        if msg.raw_dlr_done_date and msg.status in (M.DELIVERED, M.UNDELIVERED):
+            params.append(("RawDlrDoneDate", msg.raw_dlr_done_date))
+        gw.webhooks.enqueue(Hook("status", msg.status_callback, "POST", params, token))

@@ -1,0 +1,79 @@
+"""Phone numbers as the API and the pipeline see them: the config's ``[[numbers]]`` plus
+webhook URLs changed through the IncomingPhoneNumbers API.
+
+Rules:
+- An API update persists in the store (kv namespace ``number``) together with the
+  config values it replaced; it wins over the config until the config's value for that
+  number changes (then the config wins again and the stale override is dropped).
+- The ``PN`` sid is stable: derived from account and number (same on every gateway).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields, replace
+
+from gateway.api.context import NUMBER_UPDATE_FIELDS, NumberView, number_sid
+
+URL_FIELDS = frozenset(NUMBER_UPDATE_FIELDS.values())
+
+
+def _from_config(n, started: float) -> NumberView:
+    return NumberView(
+        account_sid=n.account, phone_number=n.number, type=n.type,
+        friendly_name=getattr(n, "friendly_name", "") or n.number,
+        sms_url=n.sms_url or "", sms_method=(n.sms_method or "POST").upper(),
+        sms_fallback_url=n.sms_fallback_url or "", status_callback=n.status_callback or "",
+        voice_url=n.voice_url or "", voice_method=(n.voice_method or "POST").upper(),
+        voice_fallback_url=n.voice_fallback_url or "",
+        date_created=started, date_updated=started, sid=number_sid(n.account, n.number),
+    )
+
+
+class NumberRegistry:
+    NS = "number"
+
+    def __init__(self, settings, store):
+        self.store = store
+        started = time.time()
+        self.base: dict[str, NumberView] = {n.number: _from_config(n, started) for n in settings.numbers}
+        self.views: dict[str, NumberView] = dict(self.base)
+
+    async def load(self) -> None:
+        for number, stored in await self.store.kv_items(self.NS):
+            base = self.base.get(number)
+            if base is None:
+                continue
+            was = stored.get("base", {})
+            if any(was.get(k) != getattr(base, k) for k in stored.get("fields", {})):
+                await self.store.kv_delete(self.NS, number)   # config changed: it wins
+                continue
+            self.views[number] = replace(
+                base, date_updated=stored.get("date_updated", base.date_updated),
+                **stored.get("fields", {}),
+            )
+
+    def get(self, number: str) -> NumberView | None:
+        return self.views.get(number)
+
+    def for_account(self, account: str) -> list[NumberView]:
+        return [v for v in self.views.values() if v.account_sid == account]
+
+    async def update(self, number: str, changes: dict) -> NumberView:
+        base = self.base[number]
+        changes = {k: v for k, v in changes.items() if k in URL_FIELDS}
+        for k in ("sms_method", "voice_method", "sms_fallback_method",
+                  "voice_fallback_method", "status_callback_method"):
+            if k in changes:
+                changes[k] = changes[k].upper()
+        now = time.time()
+        view = replace(self.views[number], date_updated=now, **changes)
+        overridden = {f.name: getattr(view, f.name) for f in fields(NumberView)
+                      if f.name in URL_FIELDS and getattr(view, f.name) != getattr(base, f.name)}
+        await self.store.kv_put(self.NS, number, {
+            "fields": overridden,
+            "base": {k: getattr(base, k) for k in overridden},
+            "date_updated": now,
+        })
+        self.views[number] = view
+        return view

@@ -1,0 +1,245 @@
+"""Outgoing webhooks: signed status callbacks (fire and forget, retried) and signed
+request/response calls (inbound SMS, TwiML redirects) whose answer the caller needs.
+
+Rules:
+- Every request is form-encoded and carries ``X-Twilio-Signature`` computed with the
+  account's auth token over the URL *without* its connection-override fragment, and the
+  same ``I-Twilio-Idempotency-Token`` on every attempt of one event.
+- Status callbacks never block the sender: ``enqueue`` appends to an in-memory queue
+  drained by a fixed pool of worker tasks over the keep-alive client pool.
+
+Error handling: status callbacks are retried on connect errors, timeouts and 5xx with
+exponential backoff (0.5 s doubling, cap 30 s) up to ``[webhooks] max_attempts``
+attempts; a Twilio override fragment (``#rc=..&rp=..&ct=..&rt=..&tt=..``) on the URL
+wins (``rc`` retries = attempts - 1, ``rp`` picks what is retried). Retries wait in a
+timer heap, not in a worker, so one dead endpoint never starves the others.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import trio
+
+from gateway.core import signature
+from gateway.io.http_client import HttpClient, HttpClientError
+
+log = logging.getLogger("gateway.webhooks")
+
+RETRY_BASE_S = 0.5
+RETRY_CAP_S = 30.0
+
+
+@dataclass(slots=True)
+class Hook:
+    kind: str                 # status | inbound | fallback | voice
+    url: str                  # as configured, fragment included
+    method: str
+    params: list[tuple[str, str]]
+    token: str                # auth token used to sign
+    idem: str = field(default_factory=lambda: uuid.uuid4().hex)
+    attempt: int = 0
+
+
+@dataclass(slots=True)
+class HookResult:
+    status: int
+    body: bytes
+    content_type: str
+
+
+class WebhookError(Exception):
+    """The webhook could not be retrieved: ``code`` is Twilio's (11200, 11205, 11217…)."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _retry_kind(exc: BaseException | None, status: int | None) -> str | None:
+    """Classify a failure in Twilio's ``rp`` vocabulary (ct, rt, 5xx, 4xx)."""
+    if exc is not None:
+        name = type(exc).__name__
+        if name in ("ConnectError", "ConnectTimeout", "BlockedAddress"):
+            return "ct"
+        return "rt"
+    if status is not None and status >= 500:
+        return "5xx"
+    if status is not None and status >= 400:
+        return "4xx"
+    return None
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        client: HttpClient,
+        *,
+        max_attempts: int = 5,
+        workers: int = 64,
+        metrics=None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.client = client
+        self.max_attempts = max(1, max_attempts)
+        self.workers = workers
+        self.metrics = metrics
+        self._queue: deque[Hook] = deque()
+        self._wake = trio.Event()
+        self._timers: list[tuple[float, int, Hook]] = []
+        self._timer_wake = trio.Event()
+        self._counter = itertools.count()
+        self.pending = 0          # hooks enqueued or waiting for a retry
+        self.delivered = 0
+        self.failed = 0
+
+    # -- status callbacks ---------------------------------------------------------------
+    def enqueue(self, hook: Hook) -> None:
+        self.pending += 1
+        self._queue.append(hook)
+        self._wake.set()
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.workers):
+                nursery.start_soon(self._worker)
+            nursery.start_soon(self._timer_loop)
+            task_status.started()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is queued or retrying (graceful stop); False on timeout."""
+        with trio.move_on_after(timeout):
+            while self.pending:
+                await trio.sleep(0.02)
+            return True
+        return False
+
+    async def _worker(self) -> None:
+        while True:
+            while not self._queue:
+                self._wake = trio.Event() if self._wake.is_set() else self._wake
+                await self._wake.wait()
+            hook = self._queue.popleft()
+            await self._attempt(hook)
+
+    async def _attempt(self, hook: Hook) -> None:
+        url, ov = signature.split_overrides(hook.url)
+        attempts = ov.rc + 1 if ov.explicit_rc else self.max_attempts
+        policy = ov.rp if ov.explicit_rp else {"ct", "rt", "5xx"}
+        hook.attempt += 1
+        t0 = time.perf_counter()
+        exc: BaseException | None = None
+        status: int | None = None
+        try:
+            resp = await self._send(hook, url, ov)
+            status = resp.status
+        except HttpClientError as e:
+            exc = e
+        self._observe(hook.kind, time.perf_counter() - t0)
+        kind = _retry_kind(exc, status)
+        if kind is None:
+            self.pending -= 1
+            self.delivered += 1
+            self._count(hook.kind, "ok")
+            return
+        if (kind in policy or "all" in policy) and hook.attempt < attempts:
+            self._count(hook.kind, "retry")
+            delay = min(RETRY_CAP_S, RETRY_BASE_S * (2 ** (hook.attempt - 1)))
+            heapq.heappush(self._timers, (trio.current_time() + delay, next(self._counter), hook))
+            self._timer_wake.set()
+            return
+        self.pending -= 1
+        self.failed += 1
+        self._count(hook.kind, "failed")
+        log.warning(
+            "webhook failed kind=%s attempts=%d reason=%s",
+            hook.kind, hook.attempt, exc.__class__.__name__ if exc else f"http {status}",
+        )
+
+    async def _timer_loop(self) -> None:
+        while True:
+            if not self._timers:
+                self._timer_wake = trio.Event()
+                await self._timer_wake.wait()
+                continue
+            due = self._timers[0][0]
+            now = trio.current_time()
+            if due > now:
+                self._timer_wake = trio.Event()
+                with trio.move_on_after(due - now):
+                    await self._timer_wake.wait()
+                continue
+            _, _, hook = heapq.heappop(self._timers)
+            self._queue.append(hook)
+            self._wake.set()
+
+    # -- request/response (inbound SMS, redirects) -------------------------------------
+    async def call(self, hook: Hook) -> HookResult:
+        """One signed request whose response the caller needs; retried only as the URL's
+        override fragment asks (Twilio's default: one retry on connect failure)."""
+        url, ov = signature.split_overrides(hook.url)
+        attempts = ov.rc + 1
+        policy = ov.rp
+        last: WebhookError | None = None
+        for _ in range(attempts):
+            hook.attempt += 1
+            t0 = time.perf_counter()
+            try:
+                resp = await self._send(hook, url, ov)
+            except HttpClientError as e:
+                self._observe(hook.kind, time.perf_counter() - t0)
+                kind = _retry_kind(e, None)
+                last = WebhookError(11205 if kind == "ct" else 11200, f"{type(e).__name__}: {e}")
+                if kind in policy or "all" in policy:
+                    self._count(hook.kind, "retry")
+                    continue
+                break
+            self._observe(hook.kind, time.perf_counter() - t0)
+            if resp.status >= 400:
+                last = WebhookError(11200 if resp.status >= 500 else 11217, f"HTTP {resp.status}")
+                kind = _retry_kind(None, resp.status)
+                if kind in policy or "all" in policy:
+                    self._count(hook.kind, "retry")
+                    continue
+                break
+            self._count(hook.kind, "ok")
+            ctype = resp.headers.get("content-type", "")
+            return HookResult(resp.status, resp.body, ctype)
+        self._count(hook.kind, "failed")
+        raise last or WebhookError(11200, "no attempt made")
+
+    # -- shared ----------------------------------------------------------------------
+    async def _send(self, hook: Hook, url: str, ov):
+        sig = signature.compute(hook.token, url, hook.params if hook.method == "POST" else [])
+        headers = [
+            ("X-Twilio-Signature", sig),
+            ("I-Twilio-Idempotency-Token", hook.idem),
+            ("User-Agent", "TwilioProxy/1.1"),
+            ("Accept", "*/*"),
+        ]
+        timeouts = dict(
+            connect_timeout=ov.ct / 1000.0, read_timeout=ov.rt / 1000.0, total_timeout=ov.tt / 1000.0
+        )
+        if hook.method == "GET":
+            sep = "&" if "?" in url else "?"
+            target = url + sep + urlencode(hook.params) if hook.params else url
+            return await self.client.request("GET", target, headers=headers, body=b"", **timeouts)
+        headers.append(("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"))
+        body = urlencode(hook.params).encode()
+        return await self.client.request("POST", url, headers=headers, body=body, **timeouts)
+
+    def _count(self, kind: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.webhook_requests.labels(kind, outcome).inc()
+
+    def _observe(self, kind: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.webhook_duration.labels(kind).observe(seconds)

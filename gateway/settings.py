@@ -1,0 +1,422 @@
+"""The gateway's configuration: one frozen dataclass tree loaded from TOML.
+
+Owns the schema (sections and keys of ``config/gateway.example.toml``, which documents
+every key), defaults, and validation. ``load(path)`` returns ``Settings`` or raises
+``ConfigError`` whose ``.problems`` lists EVERY problem as ``"FILE: key: why"``, e.g.
+``gateway.toml: numbers[2].number: '+1555' is not E.164 or a 5-6 digit short code``
+(array indexes count from 0). ``check(path)`` returns that list (empty = valid).
+
+Rules:
+- Unknown keys are errors (with a "did you mean" hint); every key has a default except
+  the identifying ones (account sid, carrier name, number, route prefix ...).
+- Field checks live on the fields (``opt``/``req`` from ``settings_check``); checks that
+  span sections are the ``_CROSS_CHECKS`` table below. No wall of ifs.
+- Secrets: ``auth_token`` | ``auth_token_file`` (accounts), ``password`` |
+  ``password_file`` (SMPP, Redis). A ``*_file`` names a file whose content (one trailing
+  newline stripped) becomes the secret; relative names resolve against
+  ``$CREDENTIALS_DIRECTORY`` when set (systemd ``LoadCredential=``), else against the config
+  file's directory. After ``load`` the plain key always holds the secret.
+- ``store.path`` (SQLite) relative to ``$STATE_DIRECTORY`` when set (systemd
+  ``StateDirectory=``), else to the current directory; ``load`` makes it absolute.
+- Numbers' ``type`` defaults from the number: 5-6 digits = short_code, +1 8XX toll-free
+  area codes = toll_free, else long_code.
+- Dict-valued keys (``simulator.dlr_states``) are plain dicts: treat them as read-only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import settings_check as sc
+from gateway.settings_check import opt, req
+
+SENDER_CLASSES = ("long_code", "toll_free", "short_code")
+DLR_STATES = ("DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD", "ENROUTE")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` holds one ``"FILE: key: why"`` per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiSettings:
+    listen: str = opt("127.0.0.1:8080", sc.hostport)
+    public_url: str = opt("http://127.0.0.1:8080", sc.nonempty, sc.url)
+    max_body_bytes: int = opt(65536, sc.at_least(1024))
+    max_connections: int = opt(1024, sc.at_least(1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreSettings:
+    backend: str = opt("sqlite", sc.one_of("sqlite", "redis"))
+    path: str = opt("var/gateway.db", sc.nonempty)
+    url: str = opt("", sc.redis_url)
+    password: str = opt("", repr=False)
+    password_file: str = opt("")
+    tls: bool = opt(False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SipSettings:
+    listen: str = opt("127.0.0.1:5060", sc.hostport)
+    rtp_port_min: int = opt(10000, sc.between(0, 65535))
+    rtp_port_max: int = opt(20000, sc.between(0, 65535))
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookSettings:
+    allow_private: bool = opt(False)
+    max_attempts: int = opt(5, sc.between(1, 50))
+    connect_timeout: float = opt(5.0, sc.at_least(0.1))
+    read_timeout: float = opt(15.0, sc.at_least(0.1))
+    total_timeout: float = opt(15.0, sc.at_least(0.1))
+    max_body_bytes: int = opt(65536, sc.at_least(1024))
+    backoff_initial: float = opt(1.0, sc.at_least(0.0))
+    backoff_max: float = opt(300.0, sc.at_least(0.0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoutingSettings:
+    prefer_margin: float = opt(0.2, sc.between(0.0, 1.0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateSettings:
+    long_code: float = opt(1.0, sc.at_least(0.001))
+    toll_free: float = opt(3.0, sc.at_least(0.001))
+    short_code: float = opt(100.0, sc.at_least(0.001))
+    queue_hours: float = opt(10.0, sc.at_least(0.0))
+
+    def rate(self, sender_class: str) -> float:
+        return float(getattr(self, sender_class))
+
+    def capacity(self, sender_class: str) -> int:
+        """Queue capacity in segments: rate * 3600 * queue_hours."""
+        return int(self.rate(sender_class) * 3600 * self.queue_hours)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulatorSettings:
+    enabled: bool = opt(False)
+    listen: str = opt("127.0.0.1:2775", sc.hostport)
+    system_id: str = opt("")
+    password: str = opt("", repr=False)
+    dlr_delay_ms: int = opt(200, sc.at_least(0))
+    dlr_states: dict[str, float] = opt({"DELIVRD": 1.0}, sc.nonempty)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthSettings:
+    open_below: float = opt(0.5, sc.between(0.0, 1.0))
+    close_above: float = opt(0.7, sc.between(0.0, 1.0))
+    cooldown_s: float = opt(10.0, sc.at_least(0.0))
+    probe_per_s: float = opt(1.0, sc.at_least(0.0))
+    window_s: float = opt(30.0, sc.at_least(0.1))
+    latency_good_s: float = opt(0.25, sc.at_least(0.0))
+    latency_bad_s: float = opt(2.0, sc.at_least(0.001))
+    min_samples: int = opt(10, sc.at_least(0))
+    latency_weight: float = opt(0.2, sc.at_least(0.0))
+    error_weight: float = opt(0.35, sc.at_least(0.0))
+    throttle_weight: float = opt(0.15, sc.at_least(0.0))
+    dlr_weight: float = opt(0.2, sc.at_least(0.0))
+    options_weight: float = opt(0.1, sc.at_least(0.0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggingSettings:
+    level: str = opt("info", sc.one_of("debug", "info", "warning", "error"))
+    format: str = opt("text", sc.one_of("text", "json"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountSettings:
+    sid: str = req(sc.sid("AC"))
+    auth_token: str = opt("", repr=False)
+    auth_token_file: str = opt("")
+    friendly_name: str = opt("")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmppSettings:
+    host: str = opt("127.0.0.1", sc.nonempty)
+    port: int = opt(2775, sc.port)
+    system_id: str = req(sc.nonempty)
+    password: str = opt("", repr=False)
+    password_file: str = opt("")
+    system_type: str = opt("")
+    bind: str = opt("transceiver", sc.one_of("transceiver", "tx_rx"))
+    window: int = opt(64, sc.between(1, 65535))
+    response_timeout: float = opt(5.0, sc.at_least(0.1))
+    enquire_link_interval: float = opt(30.0, sc.at_least(0.1))
+    max_tps: float = opt(0.0, sc.at_least(0.0))
+    split: str = opt("udh8", sc.one_of("udh8", "udh16", "sar", "payload"))
+    registered_delivery: int = opt(1, sc.between(0, 255))
+    tls: bool = opt(False)
+    reconnect_min: float = opt(1.0, sc.at_least(0.0))
+    reconnect_max: float = opt(30.0, sc.at_least(0.0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SipTrunkSettings:
+    host: str = opt("127.0.0.1", sc.nonempty)
+    port: int = opt(5060, sc.port)
+    transport: str = opt("udp", sc.one_of("udp", "tcp"))
+    options_interval: float = opt(30.0, sc.at_least(0.1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CarrierSettings:
+    name: str = req(sc.nonempty)
+    priority: int = opt(1, sc.at_least(0))
+    weight: float = opt(1.0, sc.at_least(0.0))
+    smpp: SmppSettings | None = None
+    sip: SipTrunkSettings | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouteSettings:
+    prefix: str = req(sc.prefix)
+    carriers: tuple[str, ...] = req(sc.nonempty)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NumberSettings:
+    number: str = req(sc.sender)
+    account: str = req(sc.sid("AC"))
+    type: str = opt("", sc.one_of("", *SENDER_CLASSES))
+    friendly_name: str = opt("")
+    sms_url: str = opt("", sc.url)
+    sms_method: str = opt("POST", sc.http_method)
+    sms_fallback_url: str = opt("", sc.url)
+    sms_fallback_method: str = opt("POST", sc.http_method)
+    status_callback: str = opt("", sc.url)
+    voice_url: str = opt("", sc.url)
+    voice_method: str = opt("POST", sc.http_method)
+    voice_fallback_url: str = opt("", sc.url)
+    voice_fallback_method: str = opt("POST", sc.http_method)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessagingServiceSettings:
+    sid: str = req(sc.sid("MG"))
+    account: str = req(sc.sid("AC"))
+    friendly_name: str = opt("")
+    numbers: tuple[str, ...] = opt([], sc.sender)
+    sticky_sender: bool = opt(True)
+    area_code_geomatch: bool = opt(False)
+    sms_url: str = opt("", sc.url)
+    sms_method: str = opt("POST", sc.http_method)
+    sms_fallback_url: str = opt("", sc.url)
+    status_callback: str = opt("", sc.url)
+    validity_period: int = opt(14400, sc.between(1, 36000))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    api: ApiSettings = field(default_factory=ApiSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    sip: SipSettings = field(default_factory=SipSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    rates: RateSettings = field(default_factory=RateSettings)
+    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    accounts: tuple[AccountSettings, ...] = ()
+    carriers: tuple[CarrierSettings, ...] = ()
+    routes: tuple[RouteSettings, ...] = ()
+    numbers: tuple[NumberSettings, ...] = ()
+    messaging_services: tuple[MessagingServiceSettings, ...] = ()
+    source: str = field(default="", compare=False, metadata={"internal": True})
+
+    # -- lookups (None when absent) --------------------------------------------------------
+    def account(self, sid: str) -> AccountSettings | None:
+        return _index(self, "accounts", "sid").get(sid)
+
+    def number(self, number: str) -> NumberSettings | None:
+        return _index(self, "numbers", "number").get(number)
+
+    def carrier(self, name: str) -> CarrierSettings | None:
+        return _index(self, "carriers", "name").get(name)
+
+    def messaging_service(self, sid: str) -> MessagingServiceSettings | None:
+        return _index(self, "messaging_services", "sid").get(sid)
+
+
+def _index(s: Settings, section: str, key: str) -> dict[str, Any]:
+    cache = s.__dict__.setdefault("_indexes", {})
+    if section not in cache:
+        cache[section] = {getattr(x, key): x for x in getattr(s, section)}
+    return cache[section]
+
+
+# -- secrets, paths and derived defaults (run after the field checks) ----------------------
+
+_SECRETS = (  # (section attr, secret key, file key, required)
+    ("accounts", "auth_token", "auth_token_file", True),
+    ("carriers.smpp", "password", "password_file", True),
+    ("store", "password", "password_file", False),
+)
+
+
+def _secret(obj: Any, key: str, file_key: str, required: bool, where: str,
+            config_dir: str, problems: list[str]) -> Any:
+    inline, name = getattr(obj, key), getattr(obj, file_key)
+    if inline and name:
+        problems.append(f"{where}.{key}: set either {key} or {file_key}, not both")
+    elif name:
+        value, why = sc.read_secret(name, config_dir)
+        if why:
+            problems.append(f"{where}.{file_key}: {why}")
+        return dataclasses.replace(obj, **{key: value or ""})
+    elif required and not inline:
+        problems.append(f"{where}: missing credentials ({key} or {file_key})")
+    return obj
+
+
+def _finish(s: Settings, config_dir: str, problems: list[str]) -> Settings:
+    accounts = tuple(_secret(a, *_SECRETS[0][1:], f"accounts[{i}]", config_dir, problems)
+                     for i, a in enumerate(s.accounts))
+    carriers = []
+    for i, c in enumerate(s.carriers):
+        if c.smpp is not None:
+            smpp = _secret(c.smpp, *_SECRETS[1][1:], f"carriers[{i}].smpp", config_dir, problems)
+            c = dataclasses.replace(c, smpp=smpp)
+        carriers.append(c)
+    store = _secret(s.store, *_SECRETS[2][1:], "store", config_dir, problems)
+    if store.backend == "sqlite" and store.path != ":memory:":
+        base = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or os.getcwd()
+        store = dataclasses.replace(store, path=os.path.abspath(sc.resolve(store.path, base)))
+    numbers = tuple(n if n.type else dataclasses.replace(n, type=sc.sender_class(n.number))
+                    for n in s.numbers)
+    return dataclasses.replace(s, accounts=accounts, carriers=tuple(carriers), store=store,
+                               numbers=numbers)
+
+
+# -- checks across sections: each yields (key, why) ---------------------------------------
+
+def _duplicates(s: Settings, section: str, key: str):
+    seen: set[str] = set()
+    for i, item in enumerate(getattr(s, section)):
+        v = getattr(item, key)
+        if v in seen:
+            yield f"{section}[{i}].{key}", f"{v!r} is defined twice"
+        seen.add(v)
+
+
+def _refs(s: Settings, section: str, key: str, target: str, target_key: str):
+    known = {getattr(x, target_key) for x in getattr(s, target)}
+    for i, item in enumerate(getattr(s, section)):
+        values = getattr(item, key)
+        for j, v in enumerate(values if isinstance(values, tuple) else (values,)):
+            if v not in known:
+                sub = f"[{j}]" if isinstance(values, tuple) else ""
+                yield f"{section}[{i}].{key}{sub}", f"{v!r} is not in [[{target}]]"
+
+
+def _service_numbers_owned(s: Settings):
+    for i, svc in enumerate(s.messaging_services):
+        for j, n in enumerate(svc.numbers):
+            num = s.number(n)
+            if num is not None and num.account != svc.account:
+                yield f"messaging_services[{i}].numbers[{j}]", f"{n!r} belongs to another account"
+
+
+def _number_types(s: Settings):
+    for i, n in enumerate(s.numbers):
+        short = bool(sc.SHORT_CODE_RE.match(n.number))
+        if n.type and (n.type == "short_code") != short:
+            yield f"numbers[{i}].type", f"{n.type!r} does not fit number {n.number!r}"
+
+
+def _carriers_have_links(s: Settings):
+    for i, c in enumerate(s.carriers):
+        if c.smpp is None and c.sip is None:
+            yield f"carriers[{i}]", "needs a [carriers.smpp] or [carriers.sip] table"
+
+
+def _ordered(s: Settings):
+    pairs = (("health.close_above", s.health.close_above, "health.open_below", s.health.open_below),
+             ("sip.rtp_port_max", s.sip.rtp_port_max, "sip.rtp_port_min", s.sip.rtp_port_min),
+             ("webhooks.backoff_max", s.webhooks.backoff_max, "webhooks.backoff_initial",
+              s.webhooks.backoff_initial))
+    for hi_key, hi, lo_key, lo in pairs:
+        if hi < lo:
+            yield hi_key, f"{hi} is below {lo_key} ({lo})"
+
+
+def _dlr_states(s: Settings):
+    for state, p in s.simulator.dlr_states.items():
+        if state not in DLR_STATES:
+            yield f"simulator.dlr_states.{state}", f"unknown DLR state (one of {', '.join(DLR_STATES)})"
+        elif not 0.0 <= p <= 1.0:
+            yield f"simulator.dlr_states.{state}", f"{p} is not a probability in [0, 1]"
+
+
+def _store(s: Settings):
+    if s.store.backend == "redis" and not s.store.url:
+        yield "store.url", "required when backend = \"redis\""
+    if s.store.backend == "sqlite" and s.store.path != ":memory:":
+        why = sc.writable_dir(s.store.path)
+        if why:
+            yield "store.path", why
+
+
+_CROSS_CHECKS = (
+    lambda s: _duplicates(s, "accounts", "sid"),
+    lambda s: _duplicates(s, "carriers", "name"),
+    lambda s: _duplicates(s, "numbers", "number"),
+    lambda s: _duplicates(s, "messaging_services", "sid"),
+    lambda s: _duplicates(s, "routes", "prefix"),
+    lambda s: _refs(s, "routes", "carriers", "carriers", "name"),
+    lambda s: _refs(s, "numbers", "account", "accounts", "sid"),
+    lambda s: _refs(s, "messaging_services", "account", "accounts", "sid"),
+    lambda s: _refs(s, "messaging_services", "numbers", "numbers", "number"),
+    _service_numbers_owned,
+    _number_types,
+    _carriers_have_links,
+    _ordered,
+    _dlr_states,
+    _store,
+)
+
+
+# -- entry points ----------------------------------------------------------------------------
+
+def _load(path: str | os.PathLike) -> tuple[Settings | None, list[str]]:
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as e:
+        return None, [f"{name}: cannot read: {e.strerror or e}"]
+    except tomllib.TOMLDecodeError as e:
+        return None, [f"{name}: TOML syntax: {e}"]
+    problems: list[str] = []
+    s = sc.build(Settings, raw, "", problems)
+    s = _finish(s, os.path.dirname(os.path.abspath(name)), problems)
+    for cross in _CROSS_CHECKS:
+        problems.extend(f"{key}: {why}" for key, why in cross(s))
+    s = dataclasses.replace(s, source=name)
+    return s, [f"{name}: {p}" for p in problems]
+
+
+def load(path: str | os.PathLike) -> Settings:
+    """Read and validate ``path``; raise ``ConfigError`` listing every problem."""
+    s, problems = _load(path)
+    if problems or s is None:
+        raise ConfigError(problems)
+    return s
+
+
+def check(path: str | os.PathLike) -> list[str]:
+    """Every problem in ``path`` as ``"FILE: key: why"``; empty when valid."""
+    return _load(path)[1]

@@ -108,6 +108,16 @@ async def _client_load(port: int, conns: int, seconds: float) -> tuple[int, floa
     return count, wall, cpu
 
 
+def _proc_cpu(pid: int) -> float:
+    """utime + stime of a process in seconds (Linux /proc), 0.0 elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0)
@@ -123,9 +133,12 @@ def main() -> None:
     try:
         port = int(proc.stdout.readline())
         _pin(1)
+        s0 = _proc_cpu(proc.pid)
         n, wall = trio.run(_raw_load, port, args.conns, args.seconds)
+        scpu = _proc_cpu(proc.pid) - s0
         print(f"server: {n / wall:,.0f} req/s ({n} requests, {args.conns} keep-alive "
-              f"connections, {wall:.1f} s)")
+              f"connections, {wall:.1f} s); server CPU {scpu / n * 1e6:.0f} µs/req "
+              f"= {n / scpu if scpu else 0:,.0f} req/s per core-second")
         n, wall, cpu = trio.run(_client_load, port, args.conns, args.seconds)
         print(f"client: {n / wall:,.0f} req/s, {cpu / n * 1e6:.0f} µs CPU per request "
               f"({n} requests, concurrency {args.conns})")

@@ -109,12 +109,9 @@ cdef Py_ssize_t _count(str text) except -2:
 
 def encode(str text):
     """Return ``text`` as unpacked septets; ``ValueError`` if a character is not GSM."""
-    cdef Py_ssize_t n = len(text), i, o = 0
+    cdef Py_ssize_t n = len(text), o
     cdef int kind = PyUnicode_KIND(text)
     cdef void *data = PyUnicode_DATA(text)
-    cdef const uint8_t *d1
-    cdef Py_UCS4 c
-    cdef int code
     cdef uint8_t stack[STACK_BUF]
     cdef uint8_t *w = stack
     if 2 * n > STACK_BUF:
@@ -133,12 +130,27 @@ cdef Py_ssize_t _encode_into(str text, Py_ssize_t n, int kind, void *data,
                              uint8_t *w) except -1:
     cdef Py_ssize_t i, o = 0
     cdef const uint8_t *d1
+    cdef const uint16_t *d2
     cdef Py_UCS4 c
     cdef int code
     if kind == 1:
         d1 = <const uint8_t *>data
         for i in range(n):
             code = ENC_LATIN[d1[i]]
+            if code < 0x80:
+                if code < 0:
+                    raise _not_gsm(text, i)
+                w[o] = <uint8_t>code
+                o += 1
+            else:
+                w[o] = C_ESC
+                w[o + 1] = <uint8_t>(code & 0x7F)
+                o += 2
+    elif kind == 2:
+        d2 = <const uint16_t *>data
+        for i in range(n):
+            c = d2[i]
+            code = ENC_LATIN[c] if c < 0x100 else _enc_wide(c)
             if code < 0x80:
                 if code < 0:
                     raise _not_gsm(text, i)

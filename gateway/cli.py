@@ -66,7 +66,10 @@ def _run(args) -> int:
     )
     from gateway.runtime.app import Gateway
 
-    trio.run(Gateway(cfg).run)
+    async def main() -> None:
+        await Gateway(cfg).run()
+
+    trio.run(main)
     return 0
 
 

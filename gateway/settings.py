@@ -10,7 +10,7 @@ Rules:
 - Unknown keys are errors (with a "did you mean" hint); every key has a default except
   the identifying ones (account sid, carrier name, number, route prefix ...).
 - Field checks live on the fields (``opt``/``req`` from ``settings_check``); checks that
-  span sections are the ``_CROSS_CHECKS`` table below. No wall of ifs.
+  span sections are the ``settings_check.CROSS_CHECKS`` table. No wall of ifs.
 - Secrets: ``auth_token`` | ``auth_token_file`` (accounts), ``password`` |
   ``password_file`` (SMPP, Redis). A ``*_file`` names a file whose content (one trailing
   newline stripped) becomes the secret; relative names resolve against
@@ -35,7 +35,7 @@ from gateway import settings_check as sc
 from gateway.settings_check import opt, req
 
 SENDER_CLASSES = ("long_code", "toll_free", "short_code")
-DLR_STATES = ("DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD", "ENROUTE")
+DLR_STATES = sc.DLR_STATES
 
 
 class ConfigError(Exception):
@@ -301,94 +301,6 @@ def _finish(s: Settings, config_dir: str, problems: list[str]) -> Settings:
                                numbers=numbers)
 
 
-# -- checks across sections: each yields (key, why) ---------------------------------------
-
-def _duplicates(s: Settings, section: str, key: str):
-    seen: set[str] = set()
-    for i, item in enumerate(getattr(s, section)):
-        v = getattr(item, key)
-        if v in seen:
-            yield f"{section}[{i}].{key}", f"{v!r} is defined twice"
-        seen.add(v)
-
-
-def _refs(s: Settings, section: str, key: str, target: str, target_key: str):
-    known = {getattr(x, target_key) for x in getattr(s, target)}
-    for i, item in enumerate(getattr(s, section)):
-        values = getattr(item, key)
-        for j, v in enumerate(values if isinstance(values, tuple) else (values,)):
-            if v not in known:
-                sub = f"[{j}]" if isinstance(values, tuple) else ""
-                yield f"{section}[{i}].{key}{sub}", f"{v!r} is not in [[{target}]]"
-
-
-def _service_numbers_owned(s: Settings):
-    for i, svc in enumerate(s.messaging_services):
-        for j, n in enumerate(svc.numbers):
-            num = s.number(n)
-            if num is not None and num.account != svc.account:
-                yield f"messaging_services[{i}].numbers[{j}]", f"{n!r} belongs to another account"
-
-
-def _number_types(s: Settings):
-    for i, n in enumerate(s.numbers):
-        short = bool(sc.SHORT_CODE_RE.match(n.number))
-        if n.type and (n.type == "short_code") != short:
-            yield f"numbers[{i}].type", f"{n.type!r} does not fit number {n.number!r}"
-
-
-def _carriers_have_links(s: Settings):
-    for i, c in enumerate(s.carriers):
-        if c.smpp is None and c.sip is None:
-            yield f"carriers[{i}]", "needs a [carriers.smpp] or [carriers.sip] table"
-
-
-def _ordered(s: Settings):
-    pairs = (("health.close_above", s.health.close_above, "health.open_below", s.health.open_below),
-             ("sip.rtp_port_max", s.sip.rtp_port_max, "sip.rtp_port_min", s.sip.rtp_port_min),
-             ("webhooks.backoff_max", s.webhooks.backoff_max, "webhooks.backoff_initial",
-              s.webhooks.backoff_initial))
-    for hi_key, hi, lo_key, lo in pairs:
-        if hi < lo:
-            yield hi_key, f"{hi} is below {lo_key} ({lo})"
-
-
-def _dlr_states(s: Settings):
-    for state, p in s.simulator.dlr_states.items():
-        if state not in DLR_STATES:
-            yield f"simulator.dlr_states.{state}", f"unknown DLR state (one of {', '.join(DLR_STATES)})"
-        elif not 0.0 <= p <= 1.0:
-            yield f"simulator.dlr_states.{state}", f"{p} is not a probability in [0, 1]"
-
-
-def _store(s: Settings):
-    if s.store.backend == "redis" and not s.store.url:
-        yield "store.url", "required when backend = \"redis\""
-    if s.store.backend == "sqlite" and s.store.path != ":memory:":
-        why = sc.writable_dir(s.store.path)
-        if why:
-            yield "store.path", why
-
-
-_CROSS_CHECKS = (
-    lambda s: _duplicates(s, "accounts", "sid"),
-    lambda s: _duplicates(s, "carriers", "name"),
-    lambda s: _duplicates(s, "numbers", "number"),
-    lambda s: _duplicates(s, "messaging_services", "sid"),
-    lambda s: _duplicates(s, "routes", "prefix"),
-    lambda s: _refs(s, "routes", "carriers", "carriers", "name"),
-    lambda s: _refs(s, "numbers", "account", "accounts", "sid"),
-    lambda s: _refs(s, "messaging_services", "account", "accounts", "sid"),
-    lambda s: _refs(s, "messaging_services", "numbers", "numbers", "number"),
-    _service_numbers_owned,
-    _number_types,
-    _carriers_have_links,
-    _ordered,
-    _dlr_states,
-    _store,
-)
-
-
 # -- entry points ----------------------------------------------------------------------------
 
 def _load(path: str | os.PathLike) -> tuple[Settings | None, list[str]]:
@@ -403,7 +315,7 @@ def _load(path: str | os.PathLike) -> tuple[Settings | None, list[str]]:
     problems: list[str] = []
     s = sc.build(Settings, raw, "", problems)
     s = _finish(s, os.path.dirname(os.path.abspath(name)), problems)
-    for cross in _CROSS_CHECKS:
+    for cross in sc.CROSS_CHECKS:
         problems.extend(f"{key}: {why}" for key, why in cross(s))
     s = dataclasses.replace(s, source=name)
     return s, [f"{name}: {p}" for p in problems]

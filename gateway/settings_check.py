@@ -7,7 +7,8 @@ Owns:
   walking the class's type hints (str, int, float, bool, ``tuple[str, ...]``,
   ``dict[str, float]``, nested dataclasses, ``Nested | None``, ``tuple[Nested, ...]``),
   reporting unknown keys, wrong types and missing required keys;
-- ``read_secret`` for ``*_file`` keys.
+- ``read_secret`` for ``*_file`` keys;
+- ``CROSS_CHECKS``: checks spanning sections, run on the built ``Settings`` tree.
 
 Rules: nothing here raises on bad input; every problem is appended to ``problems`` as
 ``"KEY: why"`` (the caller prefixes the file name) so one run reports every problem.
@@ -31,6 +32,7 @@ Check = Callable[[Any], "str | None"]
 E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
 SHORT_CODE_RE = re.compile(r"^\d{5,6}$")
 HEX32_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+DLR_STATES = ("DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD", "ENROUTE")
 TOLL_FREE_NPA = ("800", "833", "844", "855", "866", "877", "888")
 
 
@@ -271,3 +273,91 @@ def _placeholder(tp: Any) -> Any:
         return build(tp, {}, "", [])
     origin = typing.get_origin(tp)
     return {tuple: (), dict: {}}.get(origin, {str: "", int: 0, float: 0.0, bool: False}.get(tp))
+
+
+# -- checks across sections (on a built Settings): each yields (key, why) ----------
+
+def _duplicates(s, section: str, key: str):
+    seen: set[str] = set()
+    for i, item in enumerate(getattr(s, section)):
+        v = getattr(item, key)
+        if v in seen:
+            yield f"{section}[{i}].{key}", f"{v!r} is defined twice"
+        seen.add(v)
+
+
+def _refs(s, section: str, key: str, target: str, target_key: str):
+    known = {getattr(x, target_key) for x in getattr(s, target)}
+    for i, item in enumerate(getattr(s, section)):
+        values = getattr(item, key)
+        for j, v in enumerate(values if isinstance(values, tuple) else (values,)):
+            if v not in known:
+                sub = f"[{j}]" if isinstance(values, tuple) else ""
+                yield f"{section}[{i}].{key}{sub}", f"{v!r} is not in [[{target}]]"
+
+
+def _service_numbers_owned(s):
+    for i, svc in enumerate(s.messaging_services):
+        for j, n in enumerate(svc.numbers):
+            num = s.number(n)
+            if num is not None and num.account != svc.account:
+                yield f"messaging_services[{i}].numbers[{j}]", f"{n!r} belongs to another account"
+
+
+def _number_types(s):
+    for i, n in enumerate(s.numbers):
+        short = bool(SHORT_CODE_RE.match(n.number))
+        if n.type and (n.type == "short_code") != short:
+            yield f"numbers[{i}].type", f"{n.type!r} does not fit number {n.number!r}"
+
+
+def _carriers_have_links(s):
+    for i, c in enumerate(s.carriers):
+        if c.smpp is None and c.sip is None:
+            yield f"carriers[{i}]", "needs a [carriers.smpp] or [carriers.sip] table"
+
+
+def _ordered(s):
+    pairs = (("health.close_above", s.health.close_above, "health.open_below", s.health.open_below),
+             ("sip.rtp_port_max", s.sip.rtp_port_max, "sip.rtp_port_min", s.sip.rtp_port_min),
+             ("webhooks.backoff_max", s.webhooks.backoff_max, "webhooks.backoff_initial",
+              s.webhooks.backoff_initial))
+    for hi_key, hi, lo_key, lo in pairs:
+        if hi < lo:
+            yield hi_key, f"{hi} is below {lo_key} ({lo})"
+
+
+def _dlr_states(s):
+    for state, p in s.simulator.dlr_states.items():
+        if state not in DLR_STATES:
+            yield f"simulator.dlr_states.{state}", f"unknown DLR state (one of {', '.join(DLR_STATES)})"
+        elif not 0.0 <= p <= 1.0:
+            yield f"simulator.dlr_states.{state}", f"{p} is not a probability in [0, 1]"
+
+
+def _store(s):
+    if s.store.backend == "redis" and not s.store.url:
+        yield "store.url", "required when backend = \"redis\""
+    if s.store.backend == "sqlite" and s.store.path != ":memory:":
+        why = writable_dir(s.store.path)
+        if why:
+            yield "store.path", why
+
+
+CROSS_CHECKS = (
+    lambda s: _duplicates(s, "accounts", "sid"),
+    lambda s: _duplicates(s, "carriers", "name"),
+    lambda s: _duplicates(s, "numbers", "number"),
+    lambda s: _duplicates(s, "messaging_services", "sid"),
+    lambda s: _duplicates(s, "routes", "prefix"),
+    lambda s: _refs(s, "routes", "carriers", "carriers", "name"),
+    lambda s: _refs(s, "numbers", "account", "accounts", "sid"),
+    lambda s: _refs(s, "messaging_services", "account", "accounts", "sid"),
+    lambda s: _refs(s, "messaging_services", "numbers", "numbers", "number"),
+    _service_numbers_owned,
+    _number_types,
+    _carriers_have_links,
+    _ordered,
+    _dlr_states,
+    _store,
+)

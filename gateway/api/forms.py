@@ -13,7 +13,7 @@ Rules:
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from gateway.core.errors import TwilioError
@@ -98,7 +98,7 @@ def timestamp(raw: str, name: str, code: int) -> float:
     except ValueError:
         raise TwilioError(code, f"Invalid {name}: {raw!r} is not an ISO 8601 timestamp") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 

@@ -80,6 +80,8 @@ def encode(text: str) -> bytes:
 
 def decode(data: bytes) -> str:
     """Return the text of unpacked septets ``data`` (lenient, never raises)."""
+    if type(data) is not bytes:
+        data = bytes(data)
     if b"\x1b" not in data:
         return data.decode("latin-1").translate(_DECODE)
     out = []

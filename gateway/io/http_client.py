@@ -22,6 +22,8 @@ BodyTooLarge, BlockedAddress, ProtocolError.
 
 from __future__ import annotations
 
+import os
+import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass
@@ -33,7 +35,8 @@ import trio
 from gateway.io import ssrf
 from gateway.io.http_common import (BlockedAddress, BodyTooLarge, ConnectError,
                                     ConnectTimeout, HttpClientError, ProtocolError,
-                                    ReadTimeout, TotalTimeout)
+                                    ReadTimeout, TotalTimeout, sock_close, sock_recv,
+                                    sock_send_all)
 
 __all__ = ["HttpClient", "ClientLimits", "ClientResponse", "HttpClientError",
            "ConnectError", "ConnectTimeout", "ReadTimeout", "TotalTimeout",
@@ -120,12 +123,76 @@ class _Parse:
 
 
 class _Connection:
-    __slots__ = ("stream", "reused", "idle_since")
+    """One TCP connection: a raw non-blocking socket, wrapped in SSLStream for https."""
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
+    __slots__ = ("sock", "tls", "reused", "idle_since")
+
+    def __init__(self, sock: socket.socket, tls: trio.SSLStream | None = None) -> None:
+        self.sock = sock
+        self.tls = tls
         self.reused = False
         self.idle_since = 0.0
+
+    async def send_all(self, data: bytes) -> None:
+        if self.tls is None:
+            await sock_send_all(self.sock, data)
+        else:
+            await self.tls.send_all(data)
+
+    async def recv(self, n: int) -> bytes:
+        if self.tls is None:
+            return await sock_recv(self.sock, n)
+        return await self.tls.receive_some(n)
+
+    def close(self) -> None:
+        if self.tls is not None:
+            self.tls.transport_stream.socket.close()
+        else:
+            sock_close(self.sock)
+
+
+async def _open_socket(family: int, sockaddr) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.connect(sockaddr)
+        except BlockingIOError:
+            pass
+        await trio.lowlevel.wait_writable(sock)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
+        return sock
+    except BaseException:
+        sock_close(sock)
+        raise
+
+
+class _Timer:
+    """One cancel scope per request; its deadline is the nearest of the total deadline
+    and the current phase's (connect or read) deadline, so one scope serves all three
+    timeouts. ``phase`` says which one fired."""
+
+    __slots__ = ("scope", "total_deadline", "connect_timeout", "read_timeout", "phase")
+
+    def __init__(self, total: float, connect_timeout: float, read_timeout: float) -> None:
+        self.total_deadline = trio.current_time() + total
+        self.scope = trio.CancelScope(deadline=self.total_deadline)
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.phase = "total"
+
+    def arm(self, phase: str) -> None:
+        limit = self.connect_timeout if phase == "connect" else self.read_timeout
+        deadline = trio.current_time() + limit
+        if deadline < self.total_deadline:
+            self.scope.deadline = deadline
+            self.phase = phase
+        elif self.phase != "total":
+            self.scope.deadline = self.total_deadline
+            self.phase = "total"
 
 
 class _Pool:
@@ -187,117 +254,127 @@ class HttpClient:
         head.append("\r\n")
         payload = "".join(head).encode("latin-1") + body
         total = lim.total_timeout if total_timeout is None else total_timeout
-        with trio.move_on_after(total) as scope:
-            return await self._exchange(
-                (scheme, host, port), payload, method == "HEAD",
-                lim.connect_timeout if connect_timeout is None else connect_timeout,
-                lim.read_timeout if read_timeout is None else read_timeout,
-                lim.max_body if max_body is None else max_body)
-        assert scope.cancelled_caught
+        timer = _Timer(total, lim.connect_timeout if connect_timeout is None
+                       else connect_timeout,
+                       lim.read_timeout if read_timeout is None else read_timeout)
+        with timer.scope:
+            return await self._exchange((scheme, host, port), payload, method == "HEAD",
+                                        timer, lim.max_body if max_body is None else max_body)
+        assert timer.scope.cancelled_caught
+        if timer.phase == "connect":
+            raise ConnectTimeout(f"connect to {host}:{port} took over "
+                                 f"{timer.connect_timeout} s")
+        if timer.phase == "read":
+            raise ReadTimeout(f"{method} {url}: no response byte within "
+                              f"{timer.read_timeout} s")
         raise TotalTimeout(f"{method} {url}: no complete response within {total} s")
 
-    async def _exchange(self, origin, payload: bytes, head_only: bool,
-                        connect_timeout: float, read_timeout: float,
+    async def _exchange(self, origin, payload: bytes, head_only: bool, timer: _Timer,
                         max_body: int) -> ClientResponse:
         pool = self._pools.get(origin)
         if pool is None:
             pool = self._pools[origin] = _Pool(self.limits.max_per_origin)
         async with pool.slots:
             for _attempt in (0, 1):
-                conn = await self._take_idle(pool)
+                conn = self._take_idle(pool)
                 if conn is None:
-                    conn = await self._connect(origin, connect_timeout)
+                    timer.arm("connect")
+                    conn = await self._connect(origin)
                 try:
-                    resp, keep = await self._roundtrip(conn, payload, head_only,
-                                                       read_timeout, max_body)
+                    resp, keep = await self._roundtrip(conn, payload, head_only, timer,
+                                                       max_body)
                 except _Stale:
-                    await trio.aclose_forcefully(conn.stream)
+                    conn.close()
                     continue
                 except BaseException:
-                    await trio.aclose_forcefully(conn.stream)
+                    conn.close()
                     raise
                 if keep:
                     conn.reused = True
                     conn.idle_since = trio.current_time()
                     pool.idle.append(conn)
                 else:
-                    await trio.aclose_forcefully(conn.stream)
+                    conn.close()
                 return resp
         raise ProtocolError("connection closed before a response")   # pragma: no cover
 
-    async def _take_idle(self, pool: _Pool) -> _Connection | None:
+    def _take_idle(self, pool: _Pool) -> _Connection | None:
         oldest = trio.current_time() - self.limits.idle_timeout
         while pool.idle:
             conn = pool.idle.pop()            # most recently used first
             if conn.idle_since >= oldest:
                 return conn
-            await trio.aclose_forcefully(conn.stream)
+            conn.close()
         return None
 
-    async def _connect(self, origin, connect_timeout: float) -> _Connection:
+    async def _connect(self, origin) -> _Connection:
         scheme, host, port = origin
-        with trio.move_on_after(connect_timeout) as scope:
-            if self.allow_private:
-                addrs = [host]
-            else:
-                addrs = await ssrf.resolve_public(host, port)
-            stream: trio.abc.Stream | None = None
-            last: Exception | None = None
-            for addr in addrs:
-                try:
-                    stream = await trio.open_tcp_stream(addr, port)
-                    break
-                except OSError as exc:
-                    last = exc
-            if stream is None:
-                raise ConnectError(f"connect to {host}:{port} failed: {last}") from last
-            if scheme == "https":
-                tls = trio.SSLStream(stream, self.ssl_context, server_hostname=host,
-                                     https_compatible=True)
-                try:
-                    await tls.do_handshake()
-                except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
-                    await trio.aclose_forcefully(tls)
-                    cause = exc.__cause__ or exc
-                    raise ConnectError(f"TLS handshake with {host}:{port}: {cause}") from exc
-                except BaseException:
-                    await trio.aclose_forcefully(tls)
-                    raise
-                stream = tls
-            self.connections_opened += 1
-            return _Connection(stream)
-        assert scope.cancelled_caught
-        raise ConnectTimeout(f"connect to {host}:{port} took over {connect_timeout} s")
+        if self.allow_private:
+            try:
+                infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise ConnectError(f"cannot resolve {host!r}: {exc}") from exc
+            targets = [(info[0], info[4]) for info in infos]
+        else:
+            targets = [(socket.AF_INET6 if ":" in ip else socket.AF_INET, (ip, port))
+                       for ip in await ssrf.resolve_public(host, port)]
+        sock = None
+        last: Exception | None = None
+        for family, sockaddr in targets:
+            try:
+                sock = await _open_socket(family, sockaddr)
+                break
+            except OSError as exc:
+                last = exc
+        if sock is None:
+            raise ConnectError(f"connect to {host}:{port} failed: {last}") from last
+        conn = _Connection(sock)
+        if scheme == "https":
+            tls = trio.SSLStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)),
+                                 self.ssl_context, server_hostname=host,
+                                 https_compatible=True)
+            conn.tls = tls
+            try:
+                await tls.do_handshake()
+            except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+                conn.close()
+                cause = exc.__cause__ or exc
+                raise ConnectError(f"TLS handshake with {host}:{port}: {cause}") from exc
+            except BaseException:
+                conn.close()
+                raise
+        self.connections_opened += 1
+        return conn
 
     async def _roundtrip(self, conn: _Connection, payload: bytes, head_only: bool,
-                         read_timeout: float, max_body: int):
-        stream = conn.stream
+                         timer: _Timer, max_body: int):
         state = _Parse(max_body)
         parser = state.parser
         got_any = False
+        timer.arm("read")
         try:
-            await stream.send_all(payload)
+            await conn.send_all(payload)
         except _NET_ERRORS as exc:
             if conn.reused:
                 raise _Stale() from exc
             raise ProtocolError(f"send failed: {exc}") from exc
+        recv_size = self.limits.recv_size
         while True:
-            with trio.move_on_after(read_timeout) as scope:
-                try:
-                    data = await stream.receive_some(self.limits.recv_size)
-                except _NET_ERRORS as exc:
-                    if conn.reused and not got_any:
-                        raise _Stale() from exc
-                    raise ProtocolError(f"connection lost: {exc}") from exc
-            if scope.cancelled_caught:
-                raise ReadTimeout(f"no response byte within {read_timeout} s")
+            try:
+                data = await conn.recv(recv_size)
+            except _NET_ERRORS as exc:
+                if conn.reused and not got_any:
+                    raise _Stale() from exc
+                raise ProtocolError(f"connection lost: {exc}") from exc
             if not data:
                 if not got_any and conn.reused:
                     raise _Stale()
                 if state.head_done and not state.chunked and state.length is None:
                     break                                  # close-delimited body
                 raise ProtocolError("connection closed mid-response")
-            got_any = True
+            if not got_any:
+                got_any = True
+            timer.arm("read")
             try:
                 parser.feed_data(data)
             except httptools.HttpParserCallbackError as exc:
@@ -324,4 +401,4 @@ class HttpClient:
         pools, self._pools = self._pools, {}
         for pool in pools.values():
             while pool.idle:
-                await trio.aclose_forcefully(pool.idle.pop().stream)
+                pool.idle.pop().close()

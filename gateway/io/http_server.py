@@ -23,13 +23,15 @@ that connection.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httptools
 import trio
 
-from gateway.io.http_common import Request, Response, http_date, status_line
+from gateway.io.http_common import (Request, Response, http_date, sock_close, sock_recv,
+                                    sock_send_all, status_line)
 
 __all__ = ["HttpServer", "ServerLimits", "Request", "Response", "Handler"]
 
@@ -37,6 +39,7 @@ log = logging.getLogger("gateway.http")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+_NET_ERRORS = (OSError, trio.ClosedResourceError, trio.BrokenResourceError)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _INTERNAL_ERROR = Response.text("Internal Server Error", 500)
 
@@ -49,6 +52,7 @@ class ServerLimits:
     idle_timeout: float = 75.0      # between keep-alive requests
     header_timeout: float = 10.0    # first byte of a request -> headers complete
     body_timeout: float = 30.0      # headers complete -> body complete
+    send_timeout: float = 30.0      # handler + writing the responses of one batch
     linger: float = 2.0             # lingering read after an error response
     recv_size: int = 64 * 1024
 
@@ -174,15 +178,16 @@ class HttpServer:
     """``await nursery.start(server.serve)`` -> port; ``await server.drain(timeout)``."""
 
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0,
-                 limits: ServerLimits | None = None) -> None:
+                 limits: ServerLimits | None = None, backlog: int = 1024) -> None:
         self.handler = handler
         self.host = host
         self.port = port
         self.limits = limits or ServerLimits()
+        self.backlog = backlog
         self.draining = False
         self.connections_accepted = 0
         self._conns: set[_Conn] = set()
-        self._listeners: list[trio.SocketListener] = []
+        self._listeners: list[socket.socket] = []
         self._conn_scope = trio.CancelScope()
         self._done = trio.Event()
         self._changed = trio.Event()
@@ -191,9 +196,32 @@ class HttpServer:
     def active_connections(self) -> int:
         return len(self._conns)
 
+    def _listen(self) -> None:
+        infos = socket.getaddrinfo(self.host or None, self.port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        port = self.port
+        for family, type_, proto, _, addr in infos:
+            sock = socket.socket(family, type_, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((addr[0], port) + tuple(addr[2:]))
+                sock.listen(self.backlog)
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                if not self._listeners and family == infos[-1][0]:
+                    raise
+                continue
+            port = sock.getsockname()[1]          # every family on the same port
+            self._listeners.append(sock)
+        if not self._listeners:
+            raise OSError(f"cannot listen on {self.host}:{self.port}")
+        self.port = port
+
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self._listeners = await trio.open_tcp_listeners(self.port, host=self.host)
-        self.port = self._listeners[0].socket.getsockname()[1]
+        self._listen()
         try:
             with self._conn_scope:
                 async with trio.open_nursery() as nursery:
@@ -201,138 +229,148 @@ class HttpServer:
                         nursery.start_soon(self._accept_loop, listener, nursery)
                     task_status.started(self.port)
         finally:
-            for listener in self._listeners:
-                await trio.aclose_forcefully(listener)
+            self._close_listeners()
             self._done.set()
 
-    async def _accept_loop(self, listener: trio.SocketListener,
-                           nursery: trio.Nursery) -> None:
+    def _close_listeners(self) -> None:
+        for listener in self._listeners:
+            sock_close(listener)
+
+    async def _accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
         while True:
             try:
-                stream = await listener.accept()
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                return
-            except OSError as exc:                 # EMFILE etc.: back off briefly
-                log.warning("accept failed: %s", exc)
+                await trio.lowlevel.wait_readable(listener)
+                sock, addr = listener.accept()
+            except BlockingIOError:
+                continue
+            except (trio.ClosedResourceError, OSError) as exc:
+                if listener.fileno() < 0 or self.draining:
+                    return
+                log.warning("accept failed: %s", exc)    # EMFILE etc.: back off briefly
                 await trio.sleep(0.1)
                 continue
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if len(self._conns) >= self.limits.max_connections:
-                nursery.start_soon(self._reject, stream, 503)
+                nursery.start_soon(self._reject, sock, 503)
             else:
                 self.connections_accepted += 1
-                nursery.start_soon(self._serve_conn, stream)
+                nursery.start_soon(self._serve_conn, sock, (addr[0], addr[1]))
 
-    async def _reject(self, stream: trio.SocketStream, status: int) -> None:
+    async def _reject(self, sock: socket.socket, status: int) -> None:
         try:
             with trio.move_on_after(self.limits.linger):
-                await stream.send_all(_error_bytes(status))
-                await self._linger(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await sock_send_all(sock, _error_bytes(status))
+                await self._linger(sock)
+        except _NET_ERRORS:
             pass
         finally:
-            await trio.aclose_forcefully(stream)
+            sock_close(sock)
 
-    async def _linger(self, stream: trio.SocketStream) -> None:
+    async def _linger(self, sock: socket.socket) -> None:
         """Half-close and read what the peer still sends, so our answer isn't RST away."""
         try:
-            await stream.send_eof()
+            sock.shutdown(socket.SHUT_WR)
             budget = 4 * self.limits.max_body
             with trio.move_on_after(self.limits.linger):
                 while budget > 0:
-                    data = await stream.receive_some(self.limits.recv_size)
+                    data = await sock_recv(sock, self.limits.recv_size)
                     if not data:
                         return
                     budget -= len(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        except _NET_ERRORS:
             pass
 
-    async def _serve_conn(self, stream: trio.SocketStream) -> None:
-        try:
-            peer = stream.socket.getpeername()
-            client = (peer[0], peer[1])
-        except OSError:
-            client = ("", 0)
+    async def _serve_conn(self, sock: socket.socket, client: tuple[str, int]) -> None:
         limits = self.limits
         conn = _Conn(limits, client)
         self._conns.add(conn)
         idle_since = trio.current_time()
         idle_timeout = limits.header_timeout        # first request of a connection
+        recv_size = limits.recv_size
         try:
-            while True:
-                if conn.in_body:
-                    deadline = conn.t_start + limits.body_timeout
-                elif conn.in_headers:
-                    deadline = conn.t_start + limits.header_timeout
-                else:
-                    if self.draining:
-                        return
-                    conn.idle = True
-                    deadline = idle_since + idle_timeout
-                with trio.CancelScope(deadline=deadline) as scope:
-                    conn.scope = scope
-                    data = await stream.receive_some(limits.recv_size)
-                conn.scope = None
-                conn.idle = False
-                if scope.cancelled_caught:
-                    if conn.in_headers or conn.in_body:
-                        conn.error = 408
-                        await self._send_error(stream, conn.error)
-                    return
-                if not data:
-                    return
-                try:
-                    conn.parser.feed_data(data)
-                except httptools.HttpParserUpgrade:
-                    conn.upgrade = True
-                except httptools.HttpParserError:
-                    if not conn.error:
-                        conn.error = 400
-                if conn.in_headers and not conn.error:
-                    if conn.hdr_raw < 0:
-                        conn.hdr_raw = 0
+            with trio.CancelScope() as scope:
+                conn.scope = scope
+                while True:
+                    if conn.in_body:
+                        scope.deadline = conn.t_start + limits.body_timeout
+                    elif conn.in_headers:
+                        scope.deadline = conn.t_start + limits.header_timeout
                     else:
-                        conn.hdr_raw += len(data)
-                        if conn.hdr_raw > limits.max_header_bytes:
-                            conn.error = 431
-                if conn.ready:
-                    if not await self._respond(stream, conn):
+                        if self.draining:
+                            return
+                        conn.idle = True
+                        scope.deadline = idle_since + idle_timeout
+                    data = await sock_recv(sock, recv_size)
+                    conn.idle = False
+                    if not data:
                         return
-                    idle_since = trio.current_time()
-                    idle_timeout = limits.idle_timeout
-                elif conn.error:
-                    await self._send_error(stream, conn.error)
-                    return
-                elif conn.upgrade:
-                    return
-                if conn.need_continue:
-                    conn.need_continue = False
-                    await stream.send_all(_CONTINUE)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    now = trio.current_time()
+                    if scope.deadline < now + limits.send_timeout:
+                        scope.deadline = now + limits.send_timeout
+                    try:
+                        conn.parser.feed_data(data)
+                    except httptools.HttpParserUpgrade:
+                        conn.upgrade = True
+                    except httptools.HttpParserError:
+                        if not conn.error:
+                            conn.error = 400
+                    if conn.in_headers and not conn.error:
+                        if conn.hdr_raw < 0:
+                            conn.hdr_raw = 0
+                        else:
+                            conn.hdr_raw += len(data)
+                            if conn.hdr_raw > limits.max_header_bytes:
+                                conn.error = 431
+                    if conn.ready:
+                        if not await self._respond(sock, conn):
+                            return
+                        idle_since = trio.current_time()
+                        idle_timeout = limits.idle_timeout
+                    elif conn.error:
+                        await self._send_error(sock, conn.error)
+                        return
+                    elif conn.upgrade:
+                        return
+                    if conn.need_continue:
+                        conn.need_continue = False
+                        await sock_send_all(sock, _CONTINUE)
+            conn.idle = False
+            if scope.cancelled_caught and (conn.in_headers or conn.in_body):
+                with trio.move_on_after(limits.linger):
+                    await self._send_error(sock, 408)
+        except _NET_ERRORS:
             pass
         finally:
             self._conns.discard(conn)
             self._changed.set()
-            await trio.aclose_forcefully(stream)
+            sock_close(sock)
 
-    async def _send_error(self, stream: trio.SocketStream, status: int) -> None:
-        await stream.send_all(_error_bytes(status))
-        await self._linger(stream)
+    async def _send_error(self, sock: socket.socket, status: int) -> None:
+        await sock_send_all(sock, _error_bytes(status))
+        await self._linger(sock)
 
-    async def _respond(self, stream: trio.SocketStream, conn: _Conn) -> bool:
-        """Run the handler for every complete request; one send_all; False = close."""
+    async def _respond(self, sock: socket.socket, conn: _Conn) -> bool:
+        """Run the handler for every complete request; one send; False = close."""
         out: list[bytes] = []
         keep = True
         ready = conn.ready
         for req, keep_alive in ready:
+            try:
+                resp = await self.handler(req)
+            except Exception:
+                log.exception("handler failed for %s %s", req.method, req.path)
+                resp = _INTERNAL_ERROR
             keep = keep_alive and not self.draining and not conn.upgrade
             if keep:
                 conn_hdr = "Connection: keep-alive\r\n" if req.http_version == "1.0" else ""
             else:
                 conn_hdr = "Connection: close\r\n"
             try:
-                data = _serialize(await self.handler(req), conn_hdr, req.method == "HEAD")
-            except Exception:
-                log.exception("handler failed for %s %s", req.method, req.path)
+                data = _serialize(resp, conn_hdr, req.method == "HEAD")
+            except ValueError:
+                log.exception("bad response from handler for %s %s", req.method, req.path)
                 data = _serialize(_INTERNAL_ERROR, conn_hdr, req.method == "HEAD")
             out.append(data)
             if not keep:
@@ -341,17 +379,16 @@ class HttpServer:
         if keep and conn.error:
             out.append(_error_bytes(conn.error))
             keep = False
-        await stream.send_all(out[0] if len(out) == 1 else b"".join(out))
+        await sock_send_all(sock, out[0] if len(out) == 1 else b"".join(out))
         if not keep and conn.error:
-            await self._linger(stream)
+            await self._linger(sock)
         return keep
 
     async def drain(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish, close idle connections;
         at the deadline cancel whatever remains. Returns when serve() has ended."""
         self.draining = True
-        for listener in self._listeners:
-            await trio.aclose_forcefully(listener)
+        self._close_listeners()
         with trio.move_on_after(timeout):
             while self._conns:
                 for conn in list(self._conns):

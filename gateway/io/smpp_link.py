@@ -64,6 +64,8 @@ class _Bind:
         self.timer_scope = trio.CancelScope()
         self.conn_scope = trio.CancelScope()
         self.attempt = 0
+        self.reason = "closed"
+        self.last_reason = ""
 
     def bound(self) -> bool:
         s = self.session
@@ -71,21 +73,31 @@ class _Bind:
 
     async def run_forever(self) -> None:
         link = self.link
-        while True:
-            reason = "closed"
-            try:
-                reason = await self._one_connection()
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            self._lost(reason)
-            if link.closing:
-                return
-            d = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** self.attempt)
-            self.attempt += 1
-            delay = link.rng.uniform(d / 2, d)
-            log.info("smpp %s/%s down (%s), reconnect in %.2fs", link.name, self.bind_type,
-                     reason, delay)
-            await trio.sleep(delay)
+        try:
+            while True:
+                await self._connect_once()
+                if link.closing:
+                    return
+                await self._backoff()
+        finally:
+            self._lost("link stopped")
+
+    async def _connect_once(self) -> None:
+        try:
+            reason = await self._one_connection()
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        self._lost(reason)
+        self.last_reason = reason
+
+    async def _backoff(self) -> None:
+        link = self.link
+        d = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** self.attempt)
+        self.attempt += 1
+        delay = link.rng.uniform(d / 2, d)
+        log.info("smpp %s/%s down (%s), reconnect in %.2fs", link.name, self.bind_type,
+                 self.last_reason, delay)
+        await trio.sleep(delay)
 
     async def _one_connection(self) -> str:
         link, cfg = self.link, self.link.cfg
@@ -128,6 +140,12 @@ class _Bind:
 
     # ---------------------------------------------------------------- tasks
     async def _reader(self) -> None:
+        try:
+            await self._read_loop()
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.reason = f"read error: {exc!r}"
+
+    async def _read_loop(self) -> None:
         session, stream = self.session, self.stream
         receive = stream.receive_some
         while True:
@@ -143,12 +161,16 @@ class _Bind:
 
     async def _writer(self) -> None:
         session, send_all = self.session, self.stream.send_all
-        while True:
-            await self.send_wake.wait()
-            self.send_wake = trio.Event()
-            data = session.data_to_send()
-            if data:
-                await send_all(data)
+        try:
+            while True:
+                await self.send_wake.wait()
+                self.send_wake = trio.Event()
+                data = session.data_to_send()
+                if data:
+                    await send_all(data)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.reason = f"write error: {exc!r}"
+            self.conn_scope.cancel()
 
     def wake_writer(self) -> None:
         self.send_wake.set()

@@ -245,9 +245,16 @@ class EsmeSession:
         try:
             items = self._decoder.feed(data)
         except codec.PduError as exc:     # FramingError: the stream cannot be resynchronised
-            self._out.append(codec.GenericNack(0, command_status=exc.command_status))
-            self._die(f"framing error: {exc}")
+            self._handle(getattr(exc, "pdus", None) or [], now)
+            if self.state != CLOSED:
+                self._out.append(codec.GenericNack(exc.sequence_number,
+                                                   command_status=exc.command_status))
+                self._report(exc.command_id, exc.sequence_number, exc.command_status, str(exc))
+                self._die(f"framing error: {exc}")
             return
+        self._handle(items, now)
+
+    def _handle(self, items: list, now: float) -> None:
         submit_resp_id = codec.CommandId.SUBMIT_SM_RESP
         inflight = self._inflight
         events = self._events

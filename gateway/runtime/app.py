@@ -74,13 +74,14 @@ class Gateway:
             allow_private=wh.allow_private,
         )
         self.webhooks = WebhookSender(self.http_client, max_attempts=wh.max_attempts, metrics=self.metrics)
-        self.api = ApiApp(self)
+        self.api = ApiApp(self, observe=self._observe_api)
         self.server: HttpServer | None = None
         self.simulator = None
         self.nursery: trio.Nursery | None = None
         self.api_port: int | None = None
         self._stopping = trio.Event()
         self._store_ok = True
+        self.stopped = False
         self.metrics.set_queue_provider(self._queue_stats)
         self.metrics.set_carrier_provider(self.carriers.metric_rows)
 
@@ -116,6 +117,7 @@ class Gateway:
             with trio.CancelScope(shield=True):
                 await self.http_client.aclose()
                 await self.store.close()
+            self.stopped = True
             log.info("gateway stopped")
 
     def stop(self) -> None:
@@ -156,8 +158,8 @@ class Gateway:
     async def _load(self) -> None:
         await self.registry.load()
         await self.messaging.load()
-        for n in self.settings.numbers:
-            self.dispatcher.add_sender(n.number, n.type)
+        for view in self.registry.views.values():
+            self.dispatcher.add_sender(view.phone_number, view.type)
         pending = await self.store.pending_messages()
         for msg in pending:
             self.messaging.place(msg)
@@ -189,6 +191,13 @@ class Gateway:
         depth = sched.depth_by_class()
         age = sched.oldest_age_by_class(now)
         return {c: (depth.get(c, 0), age.get(c, 0.0)) for c in ("long_code", "toll_free", "short_code")}
+
+    def _observe_api(self, route: str, status: int, seconds: float, code: int | None) -> None:
+        m = self.metrics
+        m.api_requests.labels(route, str(status)).inc()
+        m.api_request_duration.labels(route).observe(seconds)
+        if code is not None:
+            m.api_errors.labels(str(code)).inc()
 
     # -- used by the pipeline ---------------------------------------------------------------
     def class_rate(self, sender_class: str) -> float:

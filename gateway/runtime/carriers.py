@@ -64,8 +64,6 @@ class Carriers:
         now = trio.current_time()
         self.healths[name].on_link(up, now)
         log.info("carrier link %s carrier=%s reason=%s", "up" if up else "down", name, reason)
-        if self.metrics is not None:
-            self.metrics.carrier_link_up.labels(name, "smpp").set(1 if up else 0)
         self.check_breaker(name, now)
 
     def on_submit_resp(self, name: str, latency: float, status: int) -> None:
@@ -148,9 +146,12 @@ class Carriers:
             })
         return rows
 
-    def metric_rows(self):
-        """(carrier, score, link_up, breaker_state) for the scrape-time collector."""
+    def metric_rows(self) -> dict:
+        """{carrier: (score, {link: up}, breaker_state)} for the scrape-time collector."""
         now = trio.current_time()
+        out = {}
         for name, h in self.healths.items():
             link = self.links.get(name)
-            yield name, h.score(now), link is not None and link.state == "bound", h.breaker_state(now)
+            links = {"smpp": link is not None and link.state == "bound"}
+            out[name] = (h.score(now), links, h.breaker_state(now))
+        return out

@@ -61,12 +61,23 @@ class Dispatcher:
         self.early_dlrs: OrderedDict[tuple[str, str], tuple] = OrderedDict()
         self._ref = itertools.count(1)
         self.possible_duplicates = 0
+        self.capacity: dict[str, tuple[float, int]] = {}   # number -> (rate, segments)
 
     # -- intake -------------------------------------------------------------------------
     def add_sender(self, number: str, sender_class: str) -> None:
         rate = self.gw.class_rate(sender_class)
         cap = int(rate * 3600 * self.gw.settings.rates.queue_hours)
-        self.sched.add_sender(number, rate, cap)
+        self.capacity[number] = (rate, cap)
+        self.sched.add_sender(number, rate, cap, sender_class)
+
+    def has_room(self, number: str, segments: int) -> bool:
+        rate_cap = self.capacity.get(number)
+        return rate_cap is not None and self.sched.depth(number) + segments <= rate_cap[1]
+
+    def drain_time(self, number: str) -> float:
+        """Seconds until ``number``'s queue would be empty at its class rate."""
+        rate_cap = self.capacity.get(number)
+        return self.sched.depth(number) / rate_cap[0] if rate_cap else float("inf")
 
     def enqueue(self, msg: Message, front: bool = False) -> bool:
         """Queue ``msg`` on its sender; False when the sender queue is full (21611)."""
@@ -107,7 +118,7 @@ class Dispatcher:
                 continue
             undispatched = [item for item in ready if not self._dispatch(item[1], now)]
             for number, ob, segs in reversed(undispatched):
-                self.sched.push_front(number, ob, segs)
+                self.sched.push_front(number, ob, segs, now, refund=True)
             if len(undispatched) == len(ready):
                 # no carrier could take anything: wait for a slot, a link or 50 ms
                 await self._sleep_until(trio.current_time() + 0.05)
@@ -143,7 +154,7 @@ class Dispatcher:
                 )
             if link.free_slots() < len(ob.segments):
                 continue
-            if not gw.router.take_carrier_token(name, now):
+            if gw.router.take_carrier_token(name, now, len(ob.segments)) > 0:
                 continue
             if ob.carrier and ob.carrier != name:
                 gw.count_reroute(ob.carrier, name)

@@ -62,7 +62,7 @@ class Messaging:
             msg.sender_class = number.type
         if not msg.status_callback:
             msg.status_callback = self._default_callback(msg) or None
-        if msg.status == M.QUEUED and not gw.dispatcher.sched.has_room(msg.from_, msg.num_segments):
+        if msg.status == M.QUEUED and not gw.dispatcher.has_room(msg.from_, msg.num_segments):
             raise TwilioError(errors.QUEUE_FULL)
         stored, created = await gw.store.create_message(msg, idem)
         if not created:
@@ -108,8 +108,8 @@ class Messaging:
         prefix = msg.to[:5] if msg.to.startswith("+1") else msg.to[:3]
         local = [n for n in pool if n.startswith(prefix)]
         candidates = local or pool
-        sched = self.gw.dispatcher.sched
-        choice = min(candidates, key=lambda n: sched.drain_time(n))
+        disp = self.gw.dispatcher
+        choice = min(candidates, key=disp.drain_time)
         if svc.sticky_sender:
             self.sticky[key] = choice
             self.gw.store_nowait_kv("sticky", f"{svc.sid}|{msg.to}", {"number": choice})

@@ -14,13 +14,15 @@ import time
 from dataclasses import fields, replace
 
 from gateway.api.context import NUMBER_UPDATE_FIELDS, NumberView, number_sid
+from gateway.core.numbers import guess_sender_class
 
 URL_FIELDS = frozenset(NUMBER_UPDATE_FIELDS.values())
 
 
 def _from_config(n, started: float) -> NumberView:
     return NumberView(
-        account_sid=n.account, phone_number=n.number, type=n.type,
+        account_sid=n.account, phone_number=n.number,
+        type=n.type or guess_sender_class(n.number),
         friendly_name=getattr(n, "friendly_name", "") or n.number,
         sms_url=n.sms_url or "", sms_method=(n.sms_method or "POST").upper(),
         sms_fallback_url=n.sms_fallback_url or "", status_callback=n.status_callback or "",

@@ -64,6 +64,11 @@ class WebhookError(Exception):
         self.code = code
 
 
+def _split(url: str):
+    """(URL without its override fragment, parsed overrides)."""
+    return signature.strip_fragment(url)[0], signature.parse_overrides(url)
+
+
 def _retry_kind(exc: BaseException | None, status: int | None) -> str | None:
     """Classify a failure in Twilio's ``rp`` vocabulary (ct, rt, 5xx, 4xx)."""
     if exc is not None:
@@ -131,9 +136,9 @@ class WebhookSender:
             await self._attempt(hook)
 
     async def _attempt(self, hook: Hook) -> None:
-        url, ov = signature.split_overrides(hook.url)
-        attempts = ov.rc + 1 if ov.explicit_rc else self.max_attempts
-        policy = ov.rp if ov.explicit_rp else {"ct", "rt", "5xx"}
+        url, ov = _split(hook.url)
+        attempts = ov.rc + 1 if "rc" in ov.present else self.max_attempts
+        policy = ov.rp if "rp" in ov.present else {"ct", "rt", "5xx"}
         hook.attempt += 1
         t0 = time.perf_counter()
         exc: BaseException | None = None
@@ -185,7 +190,7 @@ class WebhookSender:
     async def call(self, hook: Hook) -> HookResult:
         """One signed request whose response the caller needs; retried only as the URL's
         override fragment asks (Twilio's default: one retry on connect failure)."""
-        url, ov = signature.split_overrides(hook.url)
+        url, ov = _split(hook.url)
         attempts = ov.rc + 1
         policy = ov.rp
         last: WebhookError | None = None
@@ -218,7 +223,7 @@ class WebhookSender:
 
     # -- shared ----------------------------------------------------------------------
     async def _send(self, hook: Hook, url: str, ov):
-        sig = signature.compute(hook.token, url, hook.params if hook.method == "POST" else [])
+        sig = signature.compute_signature(hook.token, url, hook.params if hook.method == "POST" else [])
         headers = [
             ("X-Twilio-Signature", sig),
             ("I-Twilio-Idempotency-Token", hook.idem),

@@ -6,8 +6,9 @@ does what with them.
 Rules:
 - Writes go through one ``GroupCommitWriter`` thread (group commit, one fsync per batch);
   ``async`` writes return after their batch committed, ``*_nowait`` writes join the next
-  batch. A message row is encoded when the write is issued, so later changes to the
-  ``Message`` object do not leak into an earlier write.
+  batch; several saves of one message in one batch write only the last. A message row is
+  encoded when the write is issued, so later changes to the ``Message`` object do not
+  leak into an earlier write.
 - ``seq`` is kept in memory after ``open`` (``max(seq)`` + 1 per create).
 - Point lookups by key run on the trio thread on their own read connection (WAL readers
   see every committed batch); scans (lists, pending, kv_items) run in a worker thread on
@@ -225,11 +226,11 @@ class SqliteStore(Store):
 
     async def save_message(self, msg: Message) -> None:
         writer = self._w()
-        await writer.submit(_w_save, self._save_row(msg))
+        await writer.submit(_w_save, self._save_row(msg), key=msg.sid)
 
     def save_message_nowait(self, msg: Message) -> None:
         writer = self._w()
-        writer.submit_nowait(_w_save, self._save_row(msg))
+        writer.submit_nowait(_w_save, self._save_row(msg), key=msg.sid)
 
     async def delete_message(self, sid: str) -> bool:
         return await self._w().submit(_w_delete, sid)

@@ -9,6 +9,9 @@ Rules:
   ``synchronous=FULL``), then wakes all the waiters of that batch with ONE
   ``run_sync_soon`` call. No thread hop per statement.
 - Ops run in queue order, so writes from one task are applied in the order issued.
+- Ops may carry a coalescing ``key``: when several ops with the same key are in one
+  batch, only the last one runs (the earlier ones succeed with ``None``). Use it only for
+  whole-value overwrites (``save_message`` of a full row).
 - An op's function runs on the writer thread with the writer connection and returns the
   op's result; it must not commit.
 - Cancelling a waiting task does not retract its op: the write may still commit.
@@ -55,6 +58,7 @@ class WriterStats:
     max_batch: int = 0
     errors: int = 0                     # failed batches (rolled back)
     op_errors: int = 0                  # single ops refused (constraint, bad input)
+    coalesced: int = 0                  # ops superseded by a later op in the same batch
     last_error: str = ""
     commit_seconds_sum: float = 0.0
     commit_seconds_count: int = 0
@@ -73,14 +77,18 @@ class WriterStats:
 
 
 class Op:
-    __slots__ = ("fn", "args", "task", "on_done", "outcome")
+    __slots__ = ("fn", "args", "task", "on_done", "key", "outcome")
 
-    def __init__(self, fn: Callable, args: tuple, task, on_done=None) -> None:
+    def __init__(self, fn: Callable, args: tuple, task, on_done=None, key=None) -> None:
         self.fn = fn
         self.args = args
+        self.key = key              # coalescing key, or None
         self.task = task            # trio task waiting for the commit, or None
         self.on_done = on_done      # callable(outcome) run on the trio thread, or None
         self.outcome: outcome.Outcome | None = None
+
+
+_COALESCED = outcome.Value(None)
 
 
 def _stop(conn: sqlite3.Connection) -> None:  # sentinel op
@@ -116,16 +124,16 @@ class GroupCommitWriter:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._stopping
 
-    def submit_nowait(self, fn: Callable, *args, on_done=None) -> None:
+    def submit_nowait(self, fn: Callable, *args, on_done=None, key=None) -> None:
         if self._stopping or self._thread is None:
             raise StoreError("store is closed")
-        self._q.put(Op(fn, args, None, on_done))
+        self._q.put(Op(fn, args, None, on_done, key))
 
-    async def submit(self, fn: Callable, *args):
+    async def submit(self, fn: Callable, *args, key=None):
         """Queue ``fn(conn, *args)``; return its result once its batch has committed."""
         if self._stopping or self._thread is None:
             raise StoreError("store is closed")
-        op = Op(fn, args, trio.lowlevel.current_task())
+        op = Op(fn, args, trio.lowlevel.current_task(), None, key)
         self._q.put(op)
 
         def abort(_raise_cancel):
@@ -203,9 +211,14 @@ class GroupCommitWriter:
         conn = self._conn
         stats = self.stats
         t0 = time.perf_counter()
+        last = {op.key: i for i, op in enumerate(batch) if op.key is not None}
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for op in batch:
+            for i, op in enumerate(batch):
+                if op.key is not None and last[op.key] != i:
+                    op.outcome = _COALESCED
+                    stats.coalesced += 1
+                    continue
                 try:
                     op.outcome = outcome.Value(op.fn(conn, *op.args))
                 except sqlite3.IntegrityError as exc:
@@ -218,7 +231,7 @@ class GroupCommitWriter:
                     op.outcome = outcome.Error(StoreError(f"{type(exc).__name__}: {exc}"))
                     stats.op_errors += 1
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # sqlite3.Error (disk full, I/O, locked) or a bug here
             try:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")

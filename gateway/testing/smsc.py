@@ -104,6 +104,7 @@ class _Conn:
         self.submits = 0
         self.seq = 0
         self.closing = False
+        self.sending = False
 
     def queue(self, pdus: list) -> None:
         self.pending.extend(pdus)
@@ -176,9 +177,9 @@ class SmscSimulator:
 
     async def _flush_then_stop(self, conn: _Conn, nursery) -> None:
         with trio.move_on_after(1.0):
-            while conn.pending:
+            while conn.pending or conn.sending:
                 conn.wake.set()
-                await trio.sleep(0)
+                await trio.sleep(0.001)
         nursery.cancel_scope.cancel()
 
     async def _reader(self, conn: _Conn) -> None:
@@ -208,7 +209,9 @@ class SmscSimulator:
             conn.wake = trio.Event()
             while conn.pending:
                 batch, conn.pending = conn.pending, []
+                conn.sending = True
                 await stream.send_all(codec.encode_many(batch))
+                conn.sending = False
 
     # ------------------------------------------------------------------ PDUs
     def _on_pdu(self, conn: _Conn, pdu, now: float, out: list) -> None:
@@ -438,7 +441,11 @@ class SmscSimulator:
         s["resps"] = {f"0x{k:08x}": v for k, v in s["resps"].items()}
         s["deliver_resps"] = {f"0x{k:08x}": v for k, v in s["deliver_resps"].items()}
         s["bound"] = self.bound_count
-        s["rate"] = round(self._rate, 1)
+        now = trio.current_time()
+        rate = self._rate
+        if self._rate_t and now - self._rate_t >= 1.0:
+            rate = self._rate_n / (now - self._rate_t)
+        s["rate"] = round(rate, 1)
         s["down"] = self._down
         return s
 
@@ -458,3 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     """``gateway smsc-sim`` entry point (see gateway.testing.smsc_control)."""
     from gateway.testing.smsc_control import main as _main
     return _main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

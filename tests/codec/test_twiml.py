@@ -1,7 +1,8 @@
 """Messaging TwiML parsing, with the official twilio library as the document generator."""
 
 import pytest
-from twilio.twiml.messaging_response import Body, Media, Message as LibMessage, MessagingResponse
+from twilio.twiml.messaging_response import Body, Media, MessagingResponse
+from twilio.twiml.messaging_response import Message as LibMessage
 
 from gateway.codec import twiml
 from gateway.codec.twiml import Message, Redirect, TwimlError

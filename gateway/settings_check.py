@@ -318,7 +318,11 @@ def _carriers_have_links(s):
 
 
 def _ordered(s):
-    pairs = (("health.close_above", s.health.close_above, "health.open_below", s.health.open_below),
+    h = s.health
+    pairs = (("health.close_above", h.close_above, "health.open_below", h.open_below),
+             ("health.dlr_ok", h.dlr_ok, "health.dlr_bad", h.dlr_bad),
+             ("health.latency_bad_ratio", h.latency_bad_ratio, "health.latency_ok_ratio", h.latency_ok_ratio),
+             ("health.cooldown_max_s", h.cooldown_max_s, "health.cooldown_s", h.cooldown_s),
              ("sip.rtp_port_max", s.sip.rtp_port_max, "sip.rtp_port_min", s.sip.rtp_port_min),
              ("webhooks.backoff_max", s.webhooks.backoff_max, "webhooks.backoff_initial",
               s.webhooks.backoff_initial))

@@ -303,3 +303,12 @@ def test_memory_store_and_relative_store_without_state_directory(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     s = settings.load(write(tmp_path, BASE + "[store]\npath = 'db/x.db'\n"))
     assert s.store.path == os.path.join(str(tmp_path), "db/x.db")
+
+
+def test_health_section_mirrors_core_health_config():
+    """runtime passes same-named [health] keys to HealthConfig: names, types and defaults
+    must stay equal or a documented key would silently do nothing."""
+    health = pytest.importorskip("gateway.core.health")
+    core = {f.name: (f.type, f.default) for f in dataclasses.fields(health.HealthConfig)}
+    ours = {f.name: (f.type, f.default) for f in dataclasses.fields(settings.HealthSettings)}
+    assert ours == core

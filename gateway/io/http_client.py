@@ -33,10 +33,19 @@ import httptools
 import trio
 
 from gateway.io import ssrf
-from gateway.io.http_common import (BlockedAddress, BodyTooLarge, ConnectError,
-                                    ConnectTimeout, HttpClientError, ProtocolError,
-                                    ReadTimeout, TotalTimeout, sock_close, sock_recv,
-                                    sock_send_all)
+from gateway.io.http_common import (
+    BlockedAddress,
+    BodyTooLarge,
+    ConnectError,
+    ConnectTimeout,
+    HttpClientError,
+    ProtocolError,
+    ReadTimeout,
+    TotalTimeout,
+    sock_close,
+    sock_recv,
+    sock_send_all,
+)
 
 __all__ = ["HttpClient", "ClientLimits", "ClientResponse", "HttpClientError",
            "ConnectError", "ConnectTimeout", "ReadTimeout", "TotalTimeout",
@@ -211,6 +220,7 @@ class HttpClient:
         self._ssl_context = ssl_context
         self._pools: dict[tuple[str, str, int], _Pool] = {}
         self.connections_opened = 0
+        self._next_sweep = 0.0
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -269,8 +279,21 @@ class HttpClient:
                               f"{timer.read_timeout} s")
         raise TotalTimeout(f"{method} {url}: no complete response within {total} s")
 
+    def _sweep(self, now: float) -> None:
+        """Close idle connections past idle_timeout; forget unused origins."""
+        self._next_sweep = now + self.limits.idle_timeout
+        oldest = now - self.limits.idle_timeout
+        for origin, pool in list(self._pools.items()):
+            while pool.idle and pool.idle[0].idle_since < oldest:
+                pool.idle.popleft().close()
+            if not pool.idle and pool.slots.value == self.limits.max_per_origin:
+                del self._pools[origin]
+
     async def _exchange(self, origin, payload: bytes, head_only: bool, timer: _Timer,
                         max_body: int) -> ClientResponse:
+        now = trio.current_time()
+        if now >= self._next_sweep:
+            self._sweep(now)
         pool = self._pools.get(origin)
         if pool is None:
             pool = self._pools[origin] = _Pool(self.limits.max_per_origin)

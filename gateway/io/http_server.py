@@ -30,8 +30,15 @@ from dataclasses import dataclass
 import httptools
 import trio
 
-from gateway.io.http_common import (Request, Response, http_date, sock_close, sock_recv,
-                                    sock_send_all, status_line)
+from gateway.io.http_common import (
+    Request,
+    Response,
+    http_date,
+    sock_close,
+    sock_recv,
+    sock_send_all,
+    status_line,
+)
 
 __all__ = ["HttpServer", "ServerLimits", "Request", "Response", "Handler"]
 
@@ -200,6 +207,7 @@ class HttpServer:
         infos = socket.getaddrinfo(self.host or None, self.port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
         port = self.port
+        error: OSError | None = None
         for family, type_, proto, _, addr in infos:
             sock = socket.socket(family, type_, proto)
             try:
@@ -209,15 +217,14 @@ class HttpServer:
                 sock.bind((addr[0], port) + tuple(addr[2:]))
                 sock.listen(self.backlog)
                 sock.setblocking(False)
-            except OSError:
+            except OSError as exc:
                 sock.close()
-                if not self._listeners and family == infos[-1][0]:
-                    raise
+                error = exc
                 continue
             port = sock.getsockname()[1]          # every family on the same port
             self._listeners.append(sock)
         if not self._listeners:
-            raise OSError(f"cannot listen on {self.host}:{self.port}")
+            raise error or OSError(f"cannot listen on {self.host}:{self.port}")
         self.port = port
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

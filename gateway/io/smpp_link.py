@@ -27,6 +27,9 @@ Error handling:
 - ESME_RTHROTTLED / ESME_RMSGQFUL go to ``on_submit_resp`` with that status (the caller
   re-queues) and pause new submits on this link for 0.1 s, doubling while throttling
   persists, up to 1 s (``EsmeSession.throttled_until``).
+- Metrics (optional ``metrics`` object, ``gateway.observability.metrics.Metrics``):
+  enquire_link RTT, reconnects, throttled answers, window in use. Submit latency is
+  NOT observed here: the handler gets it and the runtime records it (no double count).
 - A handler exception is logged; for ``on_deliver`` the PDU is answered with
   ESME_RX_T_APPN (temporary application error) so the SMSC retries it.
 """
@@ -48,6 +51,7 @@ log = logging.getLogger("gateway.smpp")
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
 RECV_SIZE = 65536
+_THROTTLES = (codec.Status.ESME_RTHROTTLED, codec.Status.ESME_RMSGQFUL)
 
 
 class _Bind:
@@ -94,6 +98,8 @@ class _Bind:
         link = self.link
         d = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** self.attempt)
         self.attempt += 1
+        if link.m_reconnects is not None:
+            link.m_reconnects.inc()
         delay = link.rng.uniform(d / 2, d)
         log.info("smpp %s/%s down (%s), reconnect in %.2fs", link.name, self.bind_type,
                  self.last_reason, delay)
@@ -205,8 +211,8 @@ class _Bind:
                     if t is ev.SubmitResp:
                         freed = True
                         h.on_submit_resp(name, e.ref, e.status, e.message_id, e.latency)
-                        if link.m_latency is not None:
-                            link.m_latency.observe(e.latency)
+                        if e.status in _THROTTLES and link.m_throttled is not None:
+                            link.m_throttled.inc()
                     elif t is ev.DeliverReceived:
                         self._deliver(e.pdu)
                     elif t is ev.SubmitsLost:
@@ -226,10 +232,14 @@ class _Bind:
                         log.info("smpp %s: protocol error %r", name, e)
                     elif t is ev.EnquireLinkRtt:
                         link.last_rtt = e.rtt
+                        if link.m_rtt is not None:
+                            link.m_rtt.observe(e.rtt)
                 except Exception:
                     log.exception("smpp %s: handler failed on %r", name, e)
             if freed:
                 link.notify()
+                if link.m_window is not None and self.primary:
+                    link.m_window.set(len(session._inflight))
         if session._out:
             self.send_wake.set()
 
@@ -248,8 +258,6 @@ class _Bind:
         self.up = up
         link = self.link
         if self.primary:
-            if link.m_up is not None:
-                link.m_up.set(1 if up else 0)
             try:
                 link.handler.on_link_state(link.name, up, reason)
             except Exception:
@@ -283,10 +291,11 @@ class SmppLink:
             raise ValueError(f"smpp bind must be transceiver or tx_rx, not {bind!r}")
         self._slot_event: trio.Event | None = None
         self._run_scope = trio.CancelScope()
-        self.m_latency = self.m_up = None
-        if metrics is not None:
-            self.m_latency = _child(metrics, "smpp_submit_latency", carrier=name)
-            self.m_up = _child(metrics, "carrier_link_up", carrier=name, link="smpp")
+        m = metrics
+        self.m_rtt = _child(m, "smpp_enquire_link_rtt", name)
+        self.m_reconnects = _child(m, "smpp_reconnects", name)
+        self.m_throttled = _child(m, "smpp_throttled", name)
+        self.m_window = _child(m, "smpp_window_in_use", name)
 
     @property
     def state(self) -> str:
@@ -374,14 +383,13 @@ class SmppLink:
             b._lost("closed")
 
 
-def _child(metrics, family: str, **labels):
-    """Find a metric family on the metrics object by name (with or without prefix/suffix)."""
-    for attr in (family, family + "_seconds", "gateway_" + family,
-                 "gateway_" + family + "_seconds"):
-        fam = getattr(metrics, attr, None)
-        if fam is not None:
-            try:
-                return fam.labels(**labels)
-            except Exception:
-                return None
-    return None
+def _child(metrics, family: str, carrier: str):
+    """``metrics.<family>.labels(carrier)`` or None (no metrics object, or no such family)."""
+    fam = getattr(metrics, family, None) if metrics is not None else None
+    if fam is None:
+        return None
+    try:
+        return fam.labels(carrier)
+    except Exception:           # a metrics object of another shape: run without it
+        log.warning("metric %s unusable; skipped", family)
+        return None

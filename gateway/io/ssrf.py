@@ -92,6 +92,14 @@ def is_public(address: str | IPAddress) -> bool:
     return blocked_reason(address) is None
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 async def resolve_public(host: str, port: int) -> list[str]:
     """Resolve host; every address must be public, else BlockedAddress.
 
@@ -99,10 +107,9 @@ async def resolve_public(host: str, port: int) -> list[str]:
     without a lookup. Resolution failure raises ConnectError.
     """
     literal = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        ipaddress.ip_address(literal.split("%", 1)[0])
+    if _is_ip(literal):
         addrs = [literal]
-    except ValueError:
+    else:
         try:
             infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, OSError) as exc:

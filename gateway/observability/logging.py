@@ -2,7 +2,8 @@
 
 Owns the root handler and the line formats.
 
-- ``setup(level="info", fmt="text", stream=None)`` installs (or replaces) the gateway's one
+- ``setup(level="info", fmt="text", stream=None)`` (level: a name, any case, or an int)
+  installs (or replaces) the gateway's one
   handler on the root logger. Text: ``2024-05-01T12:00:00.123Z INFO gateway.smpp bound
   carrier=a window=64``; JSON (``--log-format json``): ``{"ts": ..., "level": ...,
   "logger": ..., "msg": ..., "carrier": "a", ...}`` via orjson.
@@ -91,7 +92,12 @@ def setup(level: str | int = "info", fmt: str = "text", stream: TextIO | None = 
     """Install the gateway handler on the root logger (replacing a previous one)."""
     if fmt not in ("text", "json"):
         raise ValueError(f"log format {fmt!r} is not text or json")
-    lvl = LEVELS[level] if isinstance(level, str) else level
+    if isinstance(level, str):
+        if level.lower() not in LEVELS:
+            raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
+        lvl = LEVELS[level.lower()]
+    else:
+        lvl = level
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, _HANDLER_MARK, False):

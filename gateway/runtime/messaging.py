@@ -51,11 +51,13 @@ class Messaging:
             self.sticky[(svc, to)] = value["number"]
 
     # -- accept -------------------------------------------------------------------------
-    async def submit(self, msg: Message, idem: str | None) -> tuple[Message, bool]:
+    async def submit(
+        self, msg: Message, idem: str | None, bypass_opt_out: bool = False
+    ) -> tuple[Message, bool]:
         gw = self.gw
         if msg.status == M.ACCEPTED and not msg.from_:
             msg.from_ = self._pick_sender(msg)
-        if msg.from_ and (msg.from_, msg.to) in self.opt_outs:
+        if not bypass_opt_out and msg.from_ and (msg.from_, msg.to) in self.opt_outs:
             raise TwilioError(errors.UNSUBSCRIBED)
         number = gw.registry.get(msg.from_) if msg.from_ else None
         if number is not None:
@@ -198,7 +200,7 @@ class Messaging:
             date_created=wall, date_updated=wall, valid_until=wall + 36000,
         )
         try:
-            stored, _ = await self.submit(msg, None)
+            stored, _ = await self.submit(msg, None, bypass_opt_out)
         except TwilioError as e:
             log.warning("reply not sent code=%s", e.code)
             return None

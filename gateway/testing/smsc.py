@@ -36,9 +36,8 @@ from typing import NamedTuple
 import trio
 
 from gateway import codec
+from gateway.testing.smsc_pdus import dlr_for, mo_pdus, parse_dlr_states
 
-MESSAGE_STATES = {"ENROUTE": 1, "DELIVRD": 2, "EXPIRED": 3, "DELETED": 4, "UNDELIV": 5,
-                  "ACCEPTD": 6, "UNKNOWN": 7, "REJECTD": 8}
 FAULT_KNOBS = ("throttle", "msgqful", "vendor_error", "vendor_status", "withhold",
                "response_delay_ms", "drop_after", "dlr_delay_ms", "dlr_states")
 _RX_BINDS = ("transceiver", "receiver")
@@ -76,20 +75,6 @@ class SubmitRecord(NamedTuple):
     message_id: str | None
     system_id: str
     pdu: object
-
-
-def parse_dlr_states(text: str) -> dict:
-    """``"DELIVRD=0.9,UNDELIV=0.1"`` -> ``{"DELIVRD": 0.9, "UNDELIV": 0.1}``."""
-    out = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        name, _, weight = item.partition("=")
-        name = name.strip().upper()
-        if name not in MESSAGE_STATES:
-            raise ValueError(f"unknown DLR state {name!r}")
-        out[name] = float(weight) if weight else 1.0
-    if not out:
-        raise ValueError("no DLR states")
-    return out
 
 
 class _Conn:
@@ -318,23 +303,7 @@ class SmscSimulator:
             if len(states) > 1 else next(iter(states))
         if rd == 2 and stat == "DELIVRD":
             return
-        stamp = time.strftime("%y%m%d%H%M", time.gmtime())
-        err = "000" if stat == "DELIVRD" else "001"
-        dlvrd = "001" if stat == "DELIVRD" else "000"
-        body = sub.short_message[:20].decode("latin-1")
-        text = (f"id:{message_id} sub:001 dlvrd:{dlvrd} submit date:{stamp} "
-                f"done date:{stamp} stat:{stat} err:{err} text:{body}")
-        tlvs = {codec.Tlv.RECEIPTED_MESSAGE_ID: message_id,
-                codec.Tlv.MESSAGE_STATE: MESSAGE_STATES[stat]}
-        if stat != "DELIVRD":
-            tlvs[codec.Tlv.NETWORK_ERROR_CODE] = b"\x03\x00\x01"
-        dlr = codec.DeliverSm(0, source_addr_ton=sub.dest_addr_ton,
-                              source_addr_npi=sub.dest_addr_npi,
-                              source_addr=sub.destination_addr,
-                              dest_addr_ton=sub.source_addr_ton,
-                              dest_addr_npi=sub.source_addr_npi,
-                              destination_addr=sub.source_addr, esm_class=0x04,
-                              short_message=text.encode("latin-1"), tlvs=tlvs)
+        dlr = dlr_for(sub, message_id, stat, time.strftime("%y%m%d%H%M", time.gmtime()))
         self.stats["dlrs_sent"] += 1
         delay = self.cfg.dlr_delay_ms / 1000 + self.cfg.response_delay_ms / 1000
         if delay <= 0 and conn.bind_type == "transceiver":
@@ -346,20 +315,8 @@ class SmscSimulator:
     def inject_mo(self, source: str, dest: str, text: str, parts: int = 1,
                   system_id: str | None = None) -> int:
         """Send an MO (deliver_sm) now; ``parts`` > 1 splits it with an 8-bit UDH."""
-        pdus = []
-        if parts <= 1:
-            data_coding, payload = _encode_text(text)
-            pdus.append(codec.DeliverSm(0, source_addr=source, destination_addr=dest,
-                                        data_coding=data_coding, short_message=payload))
-        else:
-            self._mo_ref = (self._mo_ref + 1) & 0xFF
-            per = -(-len(text) // parts)
-            for i in range(parts):
-                data_coding, chunk = _encode_text(text[i * per:(i + 1) * per], text)
-                udh = bytes((5, 0, 3, self._mo_ref, parts, i + 1))
-                pdus.append(codec.DeliverSm(0, source_addr=source, destination_addr=dest,
-                                            esm_class=0x40, data_coding=data_coding,
-                                            short_message=udh + chunk))
+        self._mo_ref = (self._mo_ref + 1) & 0xFF
+        pdus = mo_pdus(source, dest, text, parts, self._mo_ref)
         self.stats["mo_sent"] += 1
         now = trio.current_time()
         for p in pdus:
@@ -450,15 +407,16 @@ class SmscSimulator:
         return s
 
 
-def _encode_text(text: str, whole: str | None = None) -> tuple[int, bytes]:
-    """(data_coding, payload): GSM 03.38 unpacked when ``whole`` allows it, else UCS-2."""
-    try:
-        from gateway.codec import gsm
-    except ImportError:
-        from gateway.codec import gsm_py as gsm
-    if gsm.is_gsm(whole if whole is not None else text):
-        return 0, gsm.encode(text)
-    return 8, text.encode("utf-16-be")
+def add_arguments(parser) -> None:
+    """CLI options of ``gateway smsc-sim`` (see gateway.testing.smsc_control)."""
+    from gateway.testing.smsc_control import add_arguments as _add
+    _add(parser)
+
+
+async def run_from_args(args, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run the simulator described by parsed CLI ``args`` until cancelled."""
+    from gateway.testing.smsc_control import run_from_args as _run
+    await _run(args, task_status=task_status)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,8 @@ import argparse
 import orjson
 import trio
 
-from gateway.testing.smsc import SimConfig, SmscSimulator, parse_dlr_states
+from gateway.testing.smsc import SimConfig, SmscSimulator
+from gateway.testing.smsc_pdus import parse_dlr_states
 
 _INT_KNOBS = {"vendor_status", "drop_after"}
 

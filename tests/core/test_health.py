@@ -264,17 +264,15 @@ def _run(seq):
     t, trace = 0.0, []
     for dt, ev in seq:
         t += dt
-        {"ok": lambda: h.on_submit_resp(0.02, OK, t),
-         "err": lambda: h.on_submit_resp(0.02, SUBMITFAIL, t),
-         "thr": lambda: h.on_submit_resp(0.02, THROTTLED, t),
-         "slow": lambda: h.on_submit_resp(5.0, OK, t),
-         "timeout": lambda: h.on_timeout(t),
-         "up": lambda: h.on_link(True, t),
-         "down": lambda: h.on_link(False, t),
-         "dlr_ok": lambda: h.on_dlr(True, t),
-         "dlr_bad": lambda: h.on_dlr(False, t),
-         "opt_ok": lambda: h.on_options(True, 0.01, t),
-         "opt_bad": lambda: h.on_options(False, None, t)}[ev]()
+        actions = {
+            "ok": (h.on_submit_resp, 0.02, OK), "err": (h.on_submit_resp, 0.02, SUBMITFAIL),
+            "thr": (h.on_submit_resp, 0.02, THROTTLED), "slow": (h.on_submit_resp, 5.0, OK),
+            "timeout": (h.on_timeout,), "up": (h.on_link, True), "down": (h.on_link, False),
+            "dlr_ok": (h.on_dlr, True), "dlr_bad": (h.on_dlr, False),
+            "opt_ok": (h.on_options, True, 0.01), "opt_bad": (h.on_options, False, None),
+        }
+        fn, *args = actions[ev]
+        fn(*args, t)
         trace.append((h.score(t), h.breaker_state(t), h.ramp_factor(t)))
     return h, trace
 

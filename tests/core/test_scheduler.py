@@ -194,7 +194,7 @@ def test_thousand_senders_property():
                 assert s.push(num, k, segs, now)
             continue
         now = nxt
-        for num, k, segs in s.pop_ready(now):
+        for num, k, _segs in s.pop_ready(now):
             got[num].append((now, k))
     for num, (rate, msgs) in plan.items():
         # per-sender push order = time order then k (stable since k increases)

@@ -10,9 +10,17 @@ import subprocess
 import pytest
 import trio
 
-from gateway.io.http_client import (BodyTooLarge, ClientLimits, ConnectError,
-                                    ConnectTimeout, HttpClient, HttpClientError,
-                                    ProtocolError, ReadTimeout, TotalTimeout)
+from gateway.io.http_client import (
+    BodyTooLarge,
+    ClientLimits,
+    ConnectError,
+    ConnectTimeout,
+    HttpClient,
+    HttpClientError,
+    ProtocolError,
+    ReadTimeout,
+    TotalTimeout,
+)
 from gateway.io.http_server import Response
 from tests.io.test_http_server import running
 

@@ -255,3 +255,25 @@ async def test_mo_multipart_and_deliver_status():
             assert all(d.esm_class & 0x40 for d in h.delivers)
             await wait_for(lambda: sim.stats["deliver_resps"][0] == 2)
             n.cancel_scope.cancel()
+
+
+async def test_metrics_reconnects_throttled_window():
+    metrics_mod = pytest.importorskip("gateway.observability.metrics")
+    m = metrics_mod.Metrics()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            sim = SmscSimulator(SimConfig(throttle=1.0))
+            port = await n.start(sim.serve)
+            h = Handler()
+            link = SmppLink("carrier-m", Cfg(port=port), h, metrics=m)
+            await n.start(link.run)
+            await h.until(lambda: link.state == "bound")
+            await pump(link, [(i, sm(i, rd=0)) for i in range(5)])
+            await h.until(lambda: len(h.resps) == 5)
+            sim.drop_all()
+            await h.until(lambda: link.state == "down")
+            await h.until(lambda: link.state == "bound")
+            text = m.exposition()[0].decode()
+            assert 'gateway_smpp_throttled_total{carrier="carrier-m"} 5.0' in text
+            assert 'gateway_smpp_reconnects_total{carrier="carrier-m"} 1.0' in text
+            n.cancel_scope.cancel()

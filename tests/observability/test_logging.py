@@ -77,3 +77,12 @@ def test_level_filter_and_setup_replaces_handler(capture):
     assert out.getvalue().count("\n") == 1 and "shown" in out.getvalue()
     with pytest.raises(ValueError):
         glog.setup("info", "xml")
+    with pytest.raises(ValueError):
+        glog.setup("loud", "text")
+
+
+def test_level_names_any_case(capture):
+    out = capture("text", level="WARNING")
+    logging.getLogger("gateway.w").info("hidden")
+    logging.getLogger("gateway.w").warning("shown")
+    assert out.getvalue().count("\n") == 1

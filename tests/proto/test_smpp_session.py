@@ -9,8 +9,15 @@ import pytest
 from gateway import codec
 from gateway.proto import smpp_session as ss
 from gateway.proto.smpp_events import (
-    BindFailed, Bound, DeliverReceived, EnquireLinkRtt, LinkDead, ProtocolError, SubmitResp,
-    SubmitsLost, Unbound,
+    BindFailed,
+    Bound,
+    DeliverReceived,
+    EnquireLinkRtt,
+    LinkDead,
+    ProtocolError,
+    SubmitResp,
+    SubmitsLost,
+    Unbound,
 )
 
 pytestmark = pytest.mark.codec

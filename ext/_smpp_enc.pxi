@@ -42,7 +42,7 @@ cdef Py_ssize_t _tlv_vlen(object tag, object v) except -1:
         kind = _tlv_kind(tag)
         if kind not in (1, 2, 4):
             raise ValueError(f"TLV 0x{tag:04X} takes bytes or str, not int")
-        if v < 0 or v >= (1 << (8 * kind)):
+        if v < 0 or v > (0xFF if kind == 1 else 0xFFFF if kind == 2 else 0xFFFFFFFF):
             raise ValueError(f"TLV 0x{tag:04X} value {v} does not fit {kind} octets")
         n = kind
     else:

@@ -136,7 +136,7 @@ class HealthSettings:
     w_errors: float = opt(1.0, sc.between(0.0, 1.0))
     w_timeouts: float = opt(1.0, sc.between(0.0, 1.0))
     w_latency: float = opt(0.7, sc.between(0.0, 1.0))
-    w_throttle: float = opt(0.6, sc.between(0.0, 1.0))
+    w_throttle: float = opt(0.4, sc.between(0.0, 1.0))
     w_dlr: float = opt(0.7, sc.between(0.0, 1.0))
     w_options: float = opt(0.4, sc.between(0.0, 1.0))
     open_below: float = opt(0.5, sc.between(0.0, 1.0))
@@ -281,15 +281,15 @@ def _index(s: Settings, section: str, key: str) -> dict[str, Any]:
 
 # -- secrets, paths and derived defaults (run after the field checks) ----------------------
 
-_SECRETS = (  # (section attr, secret key, file key, required)
-    ("accounts", "auth_token", "auth_token_file", True),
-    ("carriers.smpp", "password", "password_file", True),
-    ("store", "password", "password_file", False),
-)
+_SECRETS = {  # dataclass -> (secret key, file key, required)
+    AccountSettings: ("auth_token", "auth_token_file", True),
+    SmppSettings: ("password", "password_file", True),
+    StoreSettings: ("password", "password_file", False),
+}
 
 
-def _secret(obj: Any, key: str, file_key: str, required: bool, where: str,
-            config_dir: str, problems: list[str]) -> Any:
+def _secret(obj: Any, where: str, config_dir: str, problems: list[str]) -> Any:
+    key, file_key, required = _SECRETS[type(obj)]
     inline, name = getattr(obj, key), getattr(obj, file_key)
     if inline and name:
         problems.append(f"{where}.{key}: set either {key} or {file_key}, not both")
@@ -304,15 +304,15 @@ def _secret(obj: Any, key: str, file_key: str, required: bool, where: str,
 
 
 def _finish(s: Settings, config_dir: str, problems: list[str]) -> Settings:
-    accounts = tuple(_secret(a, *_SECRETS[0][1:], f"accounts[{i}]", config_dir, problems)
+    accounts = tuple(_secret(a, f"accounts[{i}]", config_dir, problems)
                      for i, a in enumerate(s.accounts))
     carriers = []
     for i, c in enumerate(s.carriers):
         if c.smpp is not None:
-            smpp = _secret(c.smpp, *_SECRETS[1][1:], f"carriers[{i}].smpp", config_dir, problems)
+            smpp = _secret(c.smpp, f"carriers[{i}].smpp", config_dir, problems)
             c = dataclasses.replace(c, smpp=smpp)
         carriers.append(c)
-    store = _secret(s.store, *_SECRETS[2][1:], "store", config_dir, problems)
+    store = _secret(s.store, "store", config_dir, problems)
     if store.backend == "sqlite" and store.path != ":memory:":
         base = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or os.getcwd()
         store = dataclasses.replace(store, path=os.path.abspath(sc.resolve(store.path, base)))

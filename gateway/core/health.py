@@ -62,7 +62,7 @@ class HealthConfig:
     w_errors: float = 1.0           # weights: how far each input alone pulls the score down
     w_timeouts: float = 1.0
     w_latency: float = 0.7
-    w_throttle: float = 0.6
+    w_throttle: float = 0.4           # < 1 - open_below: throttling (back-pressure) alone never opens the breaker
     w_dlr: float = 0.7
     w_options: float = 0.4          # a dead SIP trunk alone degrades but does not open SMS
     open_below: float = 0.5         # breaker opens below this score

@@ -14,7 +14,8 @@ Rules:
   that of the transmitter (the one that carries submits); the receiver reconnects on its
   own.
 - ``submit`` never blocks: it returns False when the link is not bound, closing,
-  throttled, or the window is full; ``wait_slot`` waits for that to change.
+  throttled, or the window is full; ``wait_slot`` waits for that to change. It raises
+  ValueError for a PDU that cannot be encoded (fail that message; nothing was sent).
 - Every accepted submit gets exactly one of ``on_submit_resp`` or (inside a list)
   ``on_submit_lost``, also across drops.
 
@@ -240,7 +241,7 @@ class _Bind:
                 link.notify()
                 if link.m_window is not None and self.primary:
                     link.m_window.set(len(session._inflight))
-        if session._out:
+        if session.has_output:
             self.send_wake.set()
 
     def _deliver(self, pdu) -> None:

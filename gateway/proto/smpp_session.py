@@ -15,7 +15,8 @@ Rules:
   us into an illegal state, its odd PDUs are answered and reported instead.
 - Sequence numbers run 1..0x7FFFFFFF and wrap, skipping any still in flight.
 - ``submit`` raises ``LocalProtocolError`` when not bound (or bound as receiver) or when
-  the window is full; ``free_slots()`` says how many it will accept.
+  the window is full (``free_slots()`` says how many it will accept), and ``ValueError``
+  when the PDU cannot be encoded (it is encoded at once; nothing is consumed then).
 - Every submit gets exactly one outcome event: ``SubmitResp`` (submit_sm_resp, or a
   generic_nack with its sequence number) or membership of one ``SubmitsLost``.
 - Tolerant receiver: vendor ``command_status`` values, unknown TLVs and odd data_coding
@@ -170,7 +171,7 @@ class EsmeSession:
         cls = {"transceiver": codec.BindTransceiver, "transmitter": codec.BindTransmitter,
                "receiver": codec.BindReceiver}[self.bind_type]
         self._control_seq, self._control_sent = seq, now
-        self._out.append(cls(seq, self.system_id, self.password, system_type=self.system_type))
+        self._send(cls(seq, self.system_id, self.password, system_type=self.system_type))
 
     def submit(self, ref: object, pdu, now: float) -> int:
         """Queue ``pdu`` (a SubmitSm/DataSm), numbering it; returns its sequence number."""
@@ -179,19 +180,20 @@ class EsmeSession:
         inflight = self._inflight
         if len(inflight) >= self.window:
             raise LocalProtocolError("window full")
-        if not inflight and not self._enquire_seq:
-            self._silence_since = now
         seq = self._next_seq()
         pdu.sequence_number = seq
+        data = codec.encode(pdu)          # ValueError here: the caller's PDU, window untouched
+        if not inflight and not self._enquire_seq:
+            self._silence_since = now
         inflight[seq] = (ref, now)
-        self._out.append(pdu)
+        self._out.append(data)
         return seq
 
     def answer_deliver(self, pdu, status: int = 0) -> None:
         """Answer a deliver_sm / data_sm received in a ``DeliverReceived`` event."""
         if self.state == CLOSED:
             return
-        self._out.append(codec.resp_for(pdu, status))
+        self._send(codec.resp_for(pdu, status))
 
     def enquire_link(self, now: float) -> None:
         if self.state != BOUND or self._enquire_seq:
@@ -199,7 +201,7 @@ class EsmeSession:
         self._arm_silence(now)
         seq = self._next_seq()
         self._enquire_seq, self._enquire_sent = seq, now
-        self._out.append(codec.EnquireLink(seq))
+        self._send(codec.EnquireLink(seq))
 
     def unbind(self, now: float) -> None:
         """Start a clean unbind; in-flight submits are still answered until unbind_resp."""
@@ -207,7 +209,7 @@ class EsmeSession:
         self._arm_silence(now)
         seq = self._next_seq()
         self._control_seq, self._control_sent = seq, now
-        self._out.append(codec.Unbind(seq))
+        self._send(codec.Unbind(seq))
 
     def connection_lost(self, reason: str) -> None:
         """The transport closed: every unanswered submit is lost."""
@@ -224,12 +226,20 @@ class EsmeSession:
         self._move("dead")
 
     # ------------------------------------------------------------------ output / events
+    def _send(self, pdu) -> None:
+        self._out.append(codec.encode(pdu))
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
+        """Every queued PDU, encoded, in one buffer (one send_all)."""
         out = self._out
         if not out:
             return b""
         self._out = []
-        return codec.encode_many(out)
+        return b"".join(out)
 
     def next_events(self) -> list:
         ev = self._events
@@ -247,7 +257,7 @@ class EsmeSession:
         except codec.PduError as exc:     # FramingError: the stream cannot be resynchronised
             self._handle(getattr(exc, "pdus", None) or [], now)
             if self.state != CLOSED:
-                self._out.append(codec.GenericNack(exc.sequence_number,
+                self._send(codec.GenericNack(exc.sequence_number,
                                                    command_status=exc.command_status))
                 self._report(exc.command_id, exc.sequence_number, exc.command_status, str(exc))
                 self._die(f"framing error: {exc}")
@@ -293,7 +303,7 @@ class EsmeSession:
         if cid == C.DELIVER_SM or cid == C.DATA_SM:
             self._events.append(DeliverReceived(pdu))
         elif cid == C.ENQUIRE_LINK:
-            self._out.append(codec.resp_for(pdu, 0))
+            self._send(codec.resp_for(pdu, 0))
         elif cid == C.ENQUIRE_LINK_RESP:
             if seq == self._enquire_seq:
                 self._enquire_seq = 0
@@ -308,7 +318,7 @@ class EsmeSession:
         elif cid == C.GENERIC_NACK:
             self._on_generic_nack(pdu, now)
         elif cid == C.UNBIND:
-            self._out.append(codec.resp_for(pdu, 0))
+            self._send(codec.resp_for(pdu, 0))
             self._peer_unbind()
         elif cid == C.UNBIND_RESP:
             if self.state == UNBINDING and seq == self._control_seq:
@@ -322,7 +332,7 @@ class EsmeSession:
             self._stray(pdu)
         else:                                     # a request an ESME does not serve
             status = codec.Status.ESME_RINVCMDID
-            self._out.append(codec.resp_for(pdu, status))
+            self._send(codec.resp_for(pdu, status))
             self._report(cid, seq, status, "unsupported request")
 
     def _bind_answered(self, status: int, system_id: str) -> None:
@@ -374,11 +384,11 @@ class EsmeSession:
             if entry is not None:
                 self._events.append(SubmitResp(entry[0], codec.Status.ESME_RSYSERR, "", 0.0))
         elif cid == C.DELIVER_SM:
-            self._out.append(codec.DeliverSmResp(seq, command_status=status))
+            self._send(codec.DeliverSmResp(seq, command_status=status))
         elif cid == C.DATA_SM:
-            self._out.append(codec.DataSmResp(seq, command_status=status))
+            self._send(codec.DataSmResp(seq, command_status=status))
         else:
-            self._out.append(codec.GenericNack(seq, command_status=status))
+            self._send(codec.GenericNack(seq, command_status=status))
         self._report(cid, seq, status, str(err))
 
     def _stray(self, pdu) -> None:

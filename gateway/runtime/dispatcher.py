@@ -161,6 +161,7 @@ class Dispatcher:
             ob.carrier = name
             ob.acked = 0
             ob.lost = False
+            submitted = True
             for i, seg in enumerate(ob.segments):
                 pdu = codec.SubmitSm(
                     source_addr=msg.from_.lstrip("+"),
@@ -175,7 +176,14 @@ class Dispatcher:
                     short_message=seg.short_message,
                     tlvs=seg.tlvs,
                 )
-                link.submit((ob, i), pdu)
+                if not link.submit((ob, i), pdu):
+                    submitted = False
+                    break
+            if not submitted:
+                # the link refused mid-message (throttled or gone): the parts already
+                # written are ignored when answered; the message goes back to the queue
+                self._requeue(ob, count_duplicate=i > 0)
+                return True
             msg.attempts += 1
             msg.carrier = name
             if msg.advance(M.SENDING, wall):

@@ -60,6 +60,7 @@ class SimConfig:
     drop_after: int | None = None    # close each connection after its N-th submit
     seed: int = 1
     record_submits: bool = True      # keep ``submits`` records (off for benches)
+    max_records: int = 200_000       # past this the oldest half of ``submits`` is dropped
     control_host: str = "127.0.0.1"
     control_port: int | None = None  # JSON control port (gateway.testing.smsc_control)
 
@@ -277,6 +278,8 @@ class SmscSimulator:
             self._msg_id += 1
             message_id = format(self._msg_id, "x")
         if cfg.record_submits:
+            if len(self.submits) >= cfg.max_records:
+                del self.submits[:len(self.submits) // 2]
             self.submits.append(SubmitRecord(
                 now, pdu.source_addr, pdu.destination_addr, pdu.short_message,
                 pdu.data_coding, pdu.esm_class, pdu.tlvs, message_id, conn.system_id, pdu))

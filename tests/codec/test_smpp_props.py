@@ -75,8 +75,7 @@ def test_round_trip_every_operation(case):
         wire = m.encode(pdu)
         back = m.decode(wire)
         assert back == pdu
-        assert as_dict(back) == kw | {"dest_addresses": kw.get("dest_addresses")} if (
-            "dest_addresses" in kw) else as_dict(back) == kw
+        assert as_dict(back) == kw
         assert m.Decoder().feed(wire + wire[:7]) == [pdu]
         wires.append(wire)
     assert len(set(wires)) == 1  # the twins agree byte for byte
@@ -96,7 +95,7 @@ def outcome(m, data):
         pdu = m.decode(data)
     except PduError as e:
         return ("err", e.command_status, e.command_id, e.sequence_number)
-    return ("ok", type(pdu).__name__, tuple(as_dict(pdu).items()))
+    return ("ok", type(pdu).__name__, repr(as_dict(pdu)))
 
 
 @settings(max_examples=400, deadline=None)

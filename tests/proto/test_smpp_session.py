@@ -335,3 +335,13 @@ def test_byte_at_a_time_feed():
     for i in range(len(data)):
         s.receive_data(data[i:i + 1], 0.0)
     assert s.next_events() == [Bound("")]
+
+
+def test_unencodable_submit_raises_and_consumes_nothing():
+    s, peer = bound_session()
+    bad = codec.SubmitSm(source_addr="1", destination_addr="2", short_message=b"x" * 300)
+    with pytest.raises(ValueError):
+        s.submit("bad", bad, 0.0)
+    assert s.free_slots() == 4 and s.in_flight_refs() == [] and peer.read(s) == []
+    s.submit("ok", sm(), 0.0)
+    assert [p.command_id for p in peer.read(s)] == [C.SUBMIT_SM]

@@ -22,7 +22,6 @@ BodyTooLarge, BlockedAddress, ProtocolError.
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 from collections import deque
@@ -36,15 +35,15 @@ from gateway.io import ssrf
 from gateway.io.http_common import (
     BlockedAddress,
     BodyTooLarge,
+    ClientConnection,
     ConnectError,
     ConnectTimeout,
     HttpClientError,
     ProtocolError,
     ReadTimeout,
+    ResponseState,
     TotalTimeout,
-    sock_close,
-    sock_recv,
-    sock_send_all,
+    open_socket,
 )
 
 __all__ = ["HttpClient", "ClientLimits", "ClientResponse", "HttpClientError",
@@ -81,104 +80,6 @@ class _Stale(Exception):
     """A reused connection closed before any response byte: safe to retry once."""
 
 
-class _Parse:
-    """httptools response callbacks for one response."""
-
-    __slots__ = ("headers", "body", "size", "max_body", "done", "head_done",
-                 "chunked", "length", "parser", "keep")
-
-    def __init__(self, max_body: int) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.headers: dict[str, str] = {}
-        self.body: list[bytes] = []
-        self.size = 0
-        self.max_body = max_body
-        self.done = False
-        self.head_done = False
-        self.chunked = False
-        self.length: int | None = None
-        self.keep = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        val = value.decode("latin-1")
-        old = self.headers.get(key)
-        self.headers[key] = val if old is None else f"{old}, {val}"
-
-    def on_headers_complete(self) -> None:
-        self.head_done = True
-        clen = self.headers.get("content-length")
-        if clen is not None and clen.isdigit():
-            self.length = int(clen)
-            if self.length > self.max_body:
-                raise BodyTooLarge(f"content-length {clen} > {self.max_body}")
-        self.chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
-
-    def on_body(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > self.max_body:
-            raise BodyTooLarge(f"body over {self.max_body} bytes")
-        self.body.append(data)
-
-    def on_message_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if 100 <= status < 200 and status != 101:      # interim response: skip it
-            self.headers = {}
-            self.head_done = False
-            self.length = None
-            return
-        self.keep = self.parser.should_keep_alive()
-        self.done = True
-
-
-class _Connection:
-    """One TCP connection: a raw non-blocking socket, wrapped in SSLStream for https."""
-
-    __slots__ = ("sock", "tls", "reused", "idle_since")
-
-    def __init__(self, sock: socket.socket, tls: trio.SSLStream | None = None) -> None:
-        self.sock = sock
-        self.tls = tls
-        self.reused = False
-        self.idle_since = 0.0
-
-    async def send_all(self, data: bytes) -> None:
-        if self.tls is None:
-            await sock_send_all(self.sock, data)
-        else:
-            await self.tls.send_all(data)
-
-    async def recv(self, n: int) -> bytes:
-        if self.tls is None:
-            return await sock_recv(self.sock, n)
-        return await self.tls.receive_some(n)
-
-    def close(self) -> None:
-        if self.tls is not None:
-            self.tls.transport_stream.socket.close()
-        else:
-            sock_close(self.sock)
-
-
-async def _open_socket(family: int, sockaddr) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.connect(sockaddr)
-        except BlockingIOError:
-            pass
-        await trio.lowlevel.wait_writable(sock)
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            raise OSError(err, os.strerror(err))
-        return sock
-    except BaseException:
-        sock_close(sock)
-        raise
-
-
 class _Timer:
     """One cancel scope per request; its deadline is the nearest of the total deadline
     and the current phase's (connect or read) deadline, so one scope serves all three
@@ -205,11 +106,51 @@ class _Timer:
 
 
 class _Pool:
-    __slots__ = ("idle", "slots")
+    """Idle connections of one origin plus a slot count: at most ``size`` requests use
+    the origin at once; the rest park in FIFO order. (Not trio.Semaphore: acquiring a
+    free slot here does not yield, the request's send/receive will.)"""
+
+    __slots__ = ("idle", "size", "in_use", "lot")
 
     def __init__(self, size: int) -> None:
-        self.idle: deque[_Connection] = deque()
-        self.slots = trio.Semaphore(size)
+        self.idle: deque[ClientConnection] = deque()
+        self.size = size
+        self.in_use = 0
+        self.lot = trio.lowlevel.ParkingLot()
+
+    async def acquire(self) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self.in_use < self.size:
+            self.in_use += 1
+        else:
+            await self.lot.park()             # the releaser hands its slot over
+
+    def release(self) -> None:
+        if not self.lot.unpark(count=1):
+            self.in_use -= 1
+
+
+def _parse_url(url: str) -> tuple[str, str, int, str, str]:
+    """-> (scheme, host, port, request target, Host header value); ProtocolError if bad."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ProtocolError(f"unsupported URL scheme {parts.scheme!r}")
+    default = 443 if scheme == "https" else 80
+    try:
+        host = parts.hostname
+        port = parts.port or default
+    except ValueError as exc:
+        raise ProtocolError(f"bad URL {url!r}: {exc}") from exc
+    if not host:
+        raise ProtocolError(f"URL without host: {url!r}")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if any(c in target for c in " \r\n\t"):
+        raise ProtocolError(f"whitespace in URL path: {url!r}")
+    host_hdr = f"[{host}]" if ":" in host else host
+    if port != default:
+        host_hdr = f"{host_hdr}:{port}"
+    return scheme, host, port, target, host_hdr
 
 
 class HttpClient:
@@ -221,6 +162,7 @@ class HttpClient:
         self._pools: dict[tuple[str, str, int], _Pool] = {}
         self.connections_opened = 0
         self._next_sweep = 0.0
+        self._urls: dict[str, tuple[str, str, int, str, str]] = {}
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -234,21 +176,13 @@ class HttpClient:
                       total_timeout: float | None = None,
                       max_body: int | None = None) -> ClientResponse:
         lim = self.limits
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise ProtocolError(f"unsupported URL scheme {parts.scheme!r}")
-        try:
-            host = parts.hostname
-            port = parts.port or (443 if scheme == "https" else 80)
-        except ValueError as exc:
-            raise ProtocolError(f"bad URL {url!r}: {exc}") from exc
-        if not host:
-            raise ProtocolError(f"URL without host: {url!r}")
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host_hdr = f"[{host}]" if ":" in host else host
-        if port != (443 if scheme == "https" else 80):
-            host_hdr = f"{host_hdr}:{port}"
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = _parse_url(url)
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            self._urls[url] = parsed
+        scheme, host, port, target, host_hdr = parsed
         hdr_items = list(headers.items()) if isinstance(headers, dict) else (headers or [])
         names = {k.lower() for k, _ in hdr_items}
         head = [f"{method} {target} HTTP/1.1\r\n"]
@@ -286,7 +220,7 @@ class HttpClient:
         for origin, pool in list(self._pools.items()):
             while pool.idle and pool.idle[0].idle_since < oldest:
                 pool.idle.popleft().close()
-            if not pool.idle and pool.slots.value == self.limits.max_per_origin:
+            if not pool.idle and pool.in_use == 0:
                 del self._pools[origin]
 
     async def _exchange(self, origin, payload: bytes, head_only: bool, timer: _Timer,
@@ -297,7 +231,8 @@ class HttpClient:
         pool = self._pools.get(origin)
         if pool is None:
             pool = self._pools[origin] = _Pool(self.limits.max_per_origin)
-        async with pool.slots:
+        await pool.acquire()
+        try:
             for _attempt in (0, 1):
                 conn = self._take_idle(pool)
                 if conn is None:
@@ -319,9 +254,11 @@ class HttpClient:
                 else:
                     conn.close()
                 return resp
+        finally:
+            pool.release()
         raise ProtocolError("connection closed before a response")   # pragma: no cover
 
-    def _take_idle(self, pool: _Pool) -> _Connection | None:
+    def _take_idle(self, pool: _Pool) -> ClientConnection | None:
         oldest = trio.current_time() - self.limits.idle_timeout
         while pool.idle:
             conn = pool.idle.pop()            # most recently used first
@@ -330,7 +267,7 @@ class HttpClient:
             conn.close()
         return None
 
-    async def _connect(self, origin) -> _Connection:
+    async def _connect(self, origin) -> ClientConnection:
         scheme, host, port = origin
         if self.allow_private:
             try:
@@ -345,13 +282,13 @@ class HttpClient:
         last: Exception | None = None
         for family, sockaddr in targets:
             try:
-                sock = await _open_socket(family, sockaddr)
+                sock = await open_socket(family, sockaddr)
                 break
             except OSError as exc:
                 last = exc
         if sock is None:
             raise ConnectError(f"connect to {host}:{port} failed: {last}") from last
-        conn = _Connection(sock)
+        conn = ClientConnection(sock)
         if scheme == "https":
             tls = trio.SSLStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)),
                                  self.ssl_context, server_hostname=host,
@@ -369,9 +306,9 @@ class HttpClient:
         self.connections_opened += 1
         return conn
 
-    async def _roundtrip(self, conn: _Connection, payload: bytes, head_only: bool,
+    async def _roundtrip(self, conn: ClientConnection, payload: bytes, head_only: bool,
                          timer: _Timer, max_body: int):
-        state = _Parse(max_body)
+        state = ResponseState(max_body)
         parser = state.parser
         got_any = False
         timer.arm("read")
@@ -395,9 +332,7 @@ class HttpClient:
                 if state.head_done and not state.chunked and state.length is None:
                     break                                  # close-delimited body
                 raise ProtocolError("connection closed mid-response")
-            if not got_any:
-                got_any = True
-            timer.arm("read")
+            got_any = True
             try:
                 parser.feed_data(data)
             except httptools.HttpParserCallbackError as exc:
@@ -413,10 +348,11 @@ class HttpClient:
                 return self._finish(parser, state, keep=False)
             if state.done:
                 return self._finish(parser, state, keep=state.keep)
+            timer.arm("read")
         return self._finish(parser, state, keep=False)
 
     @staticmethod
-    def _finish(parser, state: _Parse, keep: bool):
+    def _finish(parser, state: ResponseState, keep: bool):
         body = b"".join(state.body)
         return ClientResponse(parser.get_status_code(), state.headers, body), keep
 

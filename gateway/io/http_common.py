@@ -1,8 +1,11 @@
-"""Shared HTTP/1.1 pieces for the trio server and client: Request, Response, errors.
+"""Shared HTTP/1.1 pieces for the trio server and client: messages, errors, wire I/O.
 
 Owns: the Request/Response value types the API handlers see, the client error
-hierarchy (HttpClientError and its subclasses), the cached Date header and the
-status-line table. No sockets here; http_server.py and http_client.py do the I/O.
+hierarchy (HttpClientError and its subclasses), response serialization with the
+cached Date header, the raw non-blocking socket helpers both sides use
+(sock_recv/sock_send_all/sock_close/open_socket), and the client's per-connection
+and per-response state (ClientConnection, ResponseState). Connection policy (limits,
+timeouts, pooling) lives in http_server.py and http_client.py.
 
 Rules: header names in Request.headers are lower-case str (latin-1), repeats joined
 with ", ". Response headers are (name, value) pairs; the server adds Date,
@@ -12,12 +15,14 @@ with CR or LF are refused (ValueError) to prevent response splitting.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import unquote, unquote_to_bytes
 
+import httptools
 import orjson
 import trio
 
@@ -25,6 +30,7 @@ __all__ = [
     "Request", "Response", "HttpClientError", "ConnectError", "ConnectTimeout",
     "ReadTimeout", "TotalTimeout", "BodyTooLarge", "BlockedAddress", "ProtocolError",
     "http_date", "status_line", "parse_qs", "sock_recv", "sock_send_all", "sock_close",
+    "error_bytes", "serialize_response", "ResponseState", "ClientConnection", "open_socket",
 ]
 
 
@@ -200,6 +206,31 @@ class Response:
         return f"<Response {self.status} {len(self.body)} bytes>"
 
 
+# ---------------------------------------------------------------- serialization
+def error_bytes(status: int) -> bytes:
+    """A complete plain-text error response that closes the connection."""
+    body = status_line(status)[13:-2]          # the reason phrase
+    return b"".join((status_line(status), b"Date: ", http_date(),
+                     b"\r\nContent-Type: text/plain\r\nContent-Length: ",
+                     str(len(body)).encode(), b"\r\nConnection: close\r\n\r\n", body))
+
+
+def serialize_response(resp: Response, conn_hdr: str, head_only: bool) -> bytes:
+    """Status line, Date, Content-Length, the handler's headers, conn_hdr, body."""
+    body = resp.body
+    extra = ""
+    for name, value in resp.headers:
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            raise ValueError(f"CR/LF in response header {name!r}")
+        extra += f"{name}: {value}\r\n"
+    head = b"".join((status_line(resp.status), b"Date: ", http_date(),
+                     f"\r\nContent-Length: {len(body)}\r\n{extra}{conn_hdr}\r\n"
+                     .encode("latin-1")))
+    if head_only or not body:
+        return head
+    return head + body
+
+
 # ---------------------------------------------------------------- raw socket I/O
 # The server and the plain-HTTP client drive stdlib non-blocking sockets through
 # trio.lowlevel directly: same checkpoint semantics as trio.SocketStream (a
@@ -246,3 +277,102 @@ def sock_close(sock: socket.socket) -> None:
     if sock.fileno() >= 0:
         trio.lowlevel.notify_closing(sock)
         sock.close()
+
+
+# ---------------------------------------------------------------- client wire state
+class ResponseState:
+    """httptools response callbacks for one response (used by the client)."""
+
+    __slots__ = ("headers", "body", "size", "max_body", "done", "head_done",
+                 "chunked", "length", "parser", "keep")
+
+    def __init__(self, max_body: int) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.size = 0
+        self.max_body = max_body
+        self.done = False
+        self.head_done = False
+        self.chunked = False
+        self.length: int | None = None
+        self.keep = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        val = value.decode("latin-1")
+        old = self.headers.get(key)
+        self.headers[key] = val if old is None else f"{old}, {val}"
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+        clen = self.headers.get("content-length")
+        if clen is not None and clen.isdigit():
+            self.length = int(clen)
+            if self.length > self.max_body:
+                raise BodyTooLarge(f"content-length {clen} > {self.max_body}")
+        self.chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+
+    def on_body(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.max_body:
+            raise BodyTooLarge(f"body over {self.max_body} bytes")
+        self.body.append(data)
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:      # interim response: skip it
+            self.headers = {}
+            self.head_done = False
+            self.length = None
+            return
+        self.keep = self.parser.should_keep_alive()
+        self.done = True
+
+
+class ClientConnection:
+    """One TCP connection: a raw non-blocking socket, wrapped in SSLStream for https."""
+
+    __slots__ = ("sock", "tls", "reused", "idle_since")
+
+    def __init__(self, sock: socket.socket, tls: trio.SSLStream | None = None) -> None:
+        self.sock = sock
+        self.tls = tls
+        self.reused = False
+        self.idle_since = 0.0
+
+    async def send_all(self, data: bytes) -> None:
+        if self.tls is None:
+            await sock_send_all(self.sock, data)
+        else:
+            await self.tls.send_all(data)
+
+    async def recv(self, n: int) -> bytes:
+        if self.tls is None:
+            return await sock_recv(self.sock, n)
+        return await self.tls.receive_some(n)
+
+    def close(self) -> None:
+        if self.tls is not None:
+            self.tls.transport_stream.socket.close()
+        else:
+            sock_close(self.sock)
+
+
+async def open_socket(family: int, sockaddr) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.connect(sockaddr)
+        except BlockingIOError:
+            pass
+        await trio.lowlevel.wait_writable(sock)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
+        return sock
+    except BaseException:
+        sock_close(sock)
+        raise

@@ -33,11 +33,11 @@ import trio
 from gateway.io.http_common import (
     Request,
     Response,
-    http_date,
+    error_bytes,
+    serialize_response,
     sock_close,
     sock_recv,
     sock_send_all,
-    status_line,
 )
 
 __all__ = ["HttpServer", "ServerLimits", "Request", "Response", "Handler"]
@@ -68,28 +68,6 @@ class _Stop(Exception):
     """Raised inside a parser callback to stop parsing; _Conn.error holds the status."""
 
 
-def _error_bytes(status: int) -> bytes:
-    body = status_line(status)[13:-2]          # the reason phrase
-    return b"".join((status_line(status), b"Date: ", http_date(),
-                     b"\r\nContent-Type: text/plain\r\nContent-Length: ",
-                     str(len(body)).encode(), b"\r\nConnection: close\r\n\r\n", body))
-
-
-def _serialize(resp: Response, conn_hdr: str, head_only: bool) -> bytes:
-    body = resp.body
-    extra = ""
-    for name, value in resp.headers:
-        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise ValueError(f"CR/LF in response header {name!r}")
-        extra += f"{name}: {value}\r\n"
-    head = b"".join((status_line(resp.status), b"Date: ", http_date(),
-                     f"\r\nContent-Length: {len(body)}\r\n{extra}{conn_hdr}\r\n"
-                     .encode("latin-1")))
-    if head_only or not body:
-        return head
-    return head + body
-
-
 class _Conn:
     """Per-connection parser state; methods named on_* are httptools callbacks."""
 
@@ -106,15 +84,10 @@ class _Conn:
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
         self.body_len = 0
-        self.in_headers = False
-        self.in_body = False
-        self.hdr_bytes = 0
-        self.hdr_raw = 0
+        self.in_headers = self.in_body = False
+        self.hdr_bytes = self.hdr_raw = self.error = 0
         self.t_start = 0.0
-        self.error = 0
-        self.need_continue = False
-        self.upgrade = False
-        self.idle = False
+        self.need_continue = self.upgrade = self.idle = False
         self.scope: trio.CancelScope | None = None
 
     def _fail(self, status: int) -> None:
@@ -268,7 +241,7 @@ class HttpServer:
     async def _reject(self, sock: socket.socket, status: int) -> None:
         try:
             with trio.move_on_after(self.limits.linger):
-                await sock_send_all(sock, _error_bytes(status))
+                await sock_send_all(sock, error_bytes(status))
                 await self._linger(sock)
         except _NET_ERRORS:
             pass
@@ -355,7 +328,7 @@ class HttpServer:
             sock_close(sock)
 
     async def _send_error(self, sock: socket.socket, status: int) -> None:
-        await sock_send_all(sock, _error_bytes(status))
+        await sock_send_all(sock, error_bytes(status))
         await self._linger(sock)
 
     async def _respond(self, sock: socket.socket, conn: _Conn) -> bool:
@@ -375,16 +348,16 @@ class HttpServer:
             else:
                 conn_hdr = "Connection: close\r\n"
             try:
-                data = _serialize(resp, conn_hdr, req.method == "HEAD")
+                data = serialize_response(resp, conn_hdr, req.method == "HEAD")
             except ValueError:
                 log.exception("bad response from handler for %s %s", req.method, req.path)
-                data = _serialize(_INTERNAL_ERROR, conn_hdr, req.method == "HEAD")
+                data = serialize_response(_INTERNAL_ERROR, conn_hdr, req.method == "HEAD")
             out.append(data)
             if not keep:
                 break
         ready.clear()
         if keep and conn.error:
-            out.append(_error_bytes(conn.error))
+            out.append(error_bytes(conn.error))
             keep = False
         await sock_send_all(sock, out[0] if len(out) == 1 else b"".join(out))
         if not keep and conn.error:

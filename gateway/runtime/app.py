@@ -82,6 +82,7 @@ class Gateway:
         self._stopping = trio.Event()
         self._store_ok = True
         self.stopped = False
+        self.clock = time.time          # epoch clock (injectable for schedule tests)
         self.metrics.set_queue_provider(self._queue_stats)
         self.metrics.set_carrier_provider(self.carriers.metric_rows)
 
@@ -283,7 +284,7 @@ class Gateway:
 
     # -- ApiContext -------------------------------------------------------------------------
     def now(self) -> float:
-        return time.time()
+        return self.clock()
 
     def auth_token(self, account_sid: str) -> str | None:
         return self.tokens.get(account_sid)

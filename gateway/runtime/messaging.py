@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-import time
+from dataclasses import replace
 
 import trio
 
@@ -71,8 +71,13 @@ class Messaging:
             return stored, False
         gw.count_message(M.OUTBOUND_API if stored.direction != M.OUTBOUND_REPLY else stored.direction,
                          stored.status)
+        # the API answers with the status as created (accepted/scheduled/queued), not
+        # with what place() moves it to a moment later
+        answer = replace(stored, carrier_message_ids=[])
+        if answer.status == M.ACCEPTED:
+            answer.from_ = ""
         self.place(stored)
-        return stored, True
+        return answer, True
 
     def place(self, msg: Message) -> None:
         """Put a stored, not-yet-sent message where it waits: the schedule heap, or (for
@@ -88,12 +93,12 @@ class Messaging:
             number = self.gw.registry.get(msg.from_)
             if number is not None:
                 msg.sender_class = number.type
-            msg.advance(M.QUEUED, time.time())
+            msg.advance(M.QUEUED, self.gw.now())
             self.gw.store.save_message_nowait(msg)
             self.status_changed(msg)
         if not self.gw.dispatcher.enqueue(msg):
             # only reachable for accepted/scheduled ones (queued were checked before)
-            msg.advance(M.FAILED, time.time())
+            msg.advance(M.FAILED, self.gw.now())
             msg.error_code = errors.QUEUE_OVERFLOW
             msg.error_message = errors.MESSAGES[errors.QUEUE_OVERFLOW]
             self.gw.store.save_message_nowait(msg)
@@ -125,6 +130,10 @@ class Messaging:
         return number.status_callback if number is not None else ""
 
     # -- scheduled ----------------------------------------------------------------------
+    def poke(self) -> None:
+        """Re-check the schedule now (after the clock was changed, in tests)."""
+        self._sched_wake.set()
+
     async def schedule_loop(self) -> None:
         while True:
             if not self.scheduled:
@@ -132,7 +141,7 @@ class Messaging:
                 await self._sched_wake.wait()
                 continue
             due = self.scheduled[0][0]
-            wait = due - time.time()
+            wait = due - self.gw.now()
             if wait > 0:
                 self._sched_wake = trio.Event()
                 with trio.move_on_after(min(wait, 60.0)):
@@ -147,11 +156,11 @@ class Messaging:
             number = self.gw.registry.get(msg.from_)
             if number is not None:
                 msg.sender_class = number.type
-            msg.advance(M.QUEUED, time.time())
+            msg.advance(M.QUEUED, self.gw.now())
             self.gw.store.save_message_nowait(msg)
             self.status_changed(msg)
             if not self.gw.dispatcher.enqueue(msg):
-                msg.advance(M.FAILED, time.time())
+                msg.advance(M.FAILED, self.gw.now())
                 msg.error_code = errors.QUEUE_OVERFLOW
                 self.gw.store.save_message_nowait(msg)
                 self.status_changed(msg)
@@ -164,14 +173,14 @@ class Messaging:
             raise TwilioError(20009, "Message can no longer be canceled")
         if target.status == M.QUEUED and not self.gw.dispatcher.remove(target.sid):
             raise TwilioError(20009, "Message can no longer be canceled")
-        target.advance(M.CANCELED, time.time())
+        target.advance(M.CANCELED, self.gw.now())
         await self.gw.store.save_message(target)
         self.status_changed(target)
         return target
 
     async def redact(self, msg: Message) -> Message:
         msg.body = ""
-        msg.date_updated = time.time()
+        msg.date_updated = self.gw.now()
         await self.gw.store.save_message(msg)
         return msg
 
@@ -180,7 +189,7 @@ class Messaging:
         key = f"{sender}|{recipient}"
         if out:
             self.opt_outs.add((sender, recipient))
-            await self.gw.store.kv_put("optout", key, {"at": time.time()})
+            await self.gw.store.kv_put("optout", key, {"at": self.gw.now()})
         else:
             self.opt_outs.discard((sender, recipient))
             await self.gw.store.kv_delete("optout", key)
@@ -190,7 +199,7 @@ class Messaging:
         if not bypass_opt_out and (from_, to) in self.opt_outs:
             log.info("reply to opted-out recipient dropped")
             return None
-        wall = time.time()
+        wall = self.gw.now()
         number = gw.registry.get(from_)
         msg = Message(
             sid=new_sid("SM"), account_sid=account, from_=from_, to=to, body=body,

@@ -277,3 +277,16 @@ async def test_metrics_reconnects_throttled_window():
             assert 'gateway_smpp_throttled_total{carrier="carrier-m"} 5.0' in text
             assert 'gateway_smpp_reconnects_total{carrier="carrier-m"} 1.0' in text
             n.cancel_scope.cancel()
+
+
+async def test_close_waits_for_in_flight_answers_then_unbinds():
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            sim, link, h = await start(n, SimConfig(response_delay_ms=200))
+            await pump(link, [(i, sm(i, rd=0)) for i in range(10)])
+            assert link.free_slots() == 54
+            await link.close()
+            assert sorted(h.resps) == list(range(10)) and h.lost == []
+            assert link.state == "down" and not link.submit(99, sm())
+            assert h.log[-1][:3] == ("state", False, "unbound")
+            n.cancel_scope.cancel()

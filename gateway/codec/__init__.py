@@ -14,7 +14,7 @@ from gateway.codec.smpp_consts import (
 _impl, BACKEND = pick("_smpp", "smpp_py")
 
 _API = (
-    "encode", "encode_many", "decode", "Decoder", "resp_for", "CLASSES",
+    "encode", "encode_many", "decode", "Decoder", "resp_for", "CLASSES", "Pdu",
     "GenericNack", "BindReceiver", "BindReceiverResp", "BindTransmitter",
     "BindTransmitterResp", "BindTransceiver", "BindTransceiverResp", "Outbind", "Unbind",
     "UnbindResp", "EnquireLink", "EnquireLinkResp", "SubmitSm", "SubmitSmResp",

@@ -31,7 +31,7 @@ from gateway.core.message import Message
 from gateway.io import sdnotify
 from gateway.io.http_client import ClientLimits, HttpClient
 from gateway.io.http_server import HttpServer, ServerLimits
-from gateway.observability.metrics import Metrics
+from gateway.observability.metrics import Metrics, labelled
 from gateway.runtime.carriers import Carriers
 from gateway.runtime.dispatcher import Dispatcher
 from gateway.runtime.inbound import Inbound
@@ -83,6 +83,12 @@ class Gateway:
         self._store_ok = True
         self.stopped = False
         self.clock = time.time          # epoch clock (injectable for schedule tests)
+        m = self.metrics
+        self._m_messages = labelled(m.messages)
+        self._m_dlr = labelled(m.dlr)
+        self._m_api = labelled(m.api_requests)
+        self._m_api_dur = labelled(m.api_request_duration)
+        self._m_api_err = labelled(m.api_errors)
         self.metrics.set_queue_provider(self._queue_stats)
         self.metrics.set_carrier_provider(self.carriers.metric_rows)
 
@@ -194,11 +200,10 @@ class Gateway:
         return {c: (depth.get(c, 0), age.get(c, 0.0)) for c in ("long_code", "toll_free", "short_code")}
 
     def _observe_api(self, route: str, status: int, seconds: float, code: int | None) -> None:
-        m = self.metrics
-        m.api_requests.labels(route, str(status)).inc()
-        m.api_request_duration.labels(route).observe(seconds)
+        self._m_api(route, str(status)).inc()
+        self._m_api_dur(route).observe(seconds)
         if code is not None:
-            m.api_errors.labels(str(code)).inc()
+            self._m_api_err(str(code)).inc()
 
     # -- used by the pipeline ---------------------------------------------------------------
     def class_rate(self, sender_class: str) -> float:
@@ -242,12 +247,12 @@ class Gateway:
         self.metrics.possible_duplicates.labels(carrier).inc()
 
     def count_dlr(self, carrier, outcome):
-        self.metrics.dlr.labels(carrier, outcome).inc()
+        self._m_dlr(carrier, outcome).inc()
         if outcome in (M.DELIVERED, M.UNDELIVERED):
             self.carriers.on_dlr(carrier, outcome == M.DELIVERED)
 
     def count_message(self, direction, status):
-        self.metrics.messages.labels("inbound" if direction == M.INBOUND else "outbound", status).inc()
+        self._m_messages("inbound" if direction == M.INBOUND else "outbound", status).inc()
 
     def status_changed(self, msg: Message) -> None:
         self.messaging.status_changed(msg)

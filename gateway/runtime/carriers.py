@@ -17,6 +17,7 @@ from gateway.core import errors
 from gateway.core.health import CarrierHealth, HealthConfig
 from gateway.core.routing import Router
 from gateway.io.smpp_link import SmppLink
+from gateway.observability.metrics import labelled
 
 log = logging.getLogger("gateway.carriers")
 
@@ -46,6 +47,7 @@ class Carriers:
         self._breaker = {c.name: "closed" for c in settings.carriers}
         self.reroutes: dict[tuple[str, str], int] = {}
         self.sent_by: dict[str, int] = {c.name: 0 for c in settings.carriers}
+        self._m_latency = labelled(metrics.smpp_submit_latency) if metrics is not None else None
 
     def build_links(self, handler) -> None:
         for c in self.settings.carriers:
@@ -72,8 +74,8 @@ class Carriers:
         h.on_submit_resp(latency, status, now)
         if status == 0:
             self.sent_by[name] += 1
-        if self.metrics is not None:
-            self.metrics.smpp_submit_latency.labels(name).observe(latency)
+        if self._m_latency is not None:
+            self._m_latency(name).observe(latency)
         if status != 0 and not errors.is_retryable_smpp_status(status):
             self.check_breaker(name, now)
 

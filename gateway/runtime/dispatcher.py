@@ -186,8 +186,9 @@ class Dispatcher:
                 return True
             msg.attempts += 1
             msg.carrier = name
-            if msg.advance(M.SENDING, wall):
-                gw.store.save_message_nowait(msg)
+            # ``sending`` stays in memory: persisting it would not change what a crash
+            # does (the stored row is ``queued`` either way and is sent again)
+            msg.advance(M.SENDING, wall)
             return True
         return False
 

@@ -21,7 +21,7 @@ import heapq
 import itertools
 import logging
 import time
-import uuid
+import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ import trio
 
 from gateway.core import signature
 from gateway.io.http_client import HttpClient, HttpClientError
+from gateway.observability.metrics import labelled
 
 log = logging.getLogger("gateway.webhooks")
 
@@ -45,7 +46,7 @@ class Hook:
     method: str
     params: list[tuple[str, str]]
     token: str                # auth token used to sign
-    idem: str = field(default_factory=lambda: uuid.uuid4().hex)
+    idem: str = field(default_factory=lambda: os.urandom(16).hex())
     attempt: int = 0
 
 
@@ -103,6 +104,8 @@ class WebhookSender:
         self._timer_wake = trio.Event()
         self._counter = itertools.count()
         self.pending = 0          # hooks enqueued or waiting for a retry
+        self._m_requests = labelled(metrics.webhook_requests) if metrics is not None else None
+        self._m_duration = labelled(metrics.webhook_duration) if metrics is not None else None
         self.delivered = 0
         self.failed = 0
 
@@ -242,9 +245,9 @@ class WebhookSender:
         return await self.client.request("POST", url, headers=headers, body=body, **timeouts)
 
     def _count(self, kind: str, outcome: str) -> None:
-        if self.metrics is not None:
-            self.metrics.webhook_requests.labels(kind, outcome).inc()
+        if self._m_requests is not None:
+            self._m_requests(kind, outcome).inc()
 
     def _observe(self, kind: str, seconds: float) -> None:
-        if self.metrics is not None:
-            self.metrics.webhook_duration.labels(kind).observe(seconds)
+        if self._m_duration is not None:
+            self._m_duration(kind).observe(seconds)

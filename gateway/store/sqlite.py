@@ -120,6 +120,7 @@ class SqliteStore(Store):
         self._scan_limiter = trio.CapacityLimiter(1)
         self._seq = 0
         self._pending_map: dict[tuple[str, str], str] = {}
+        self._pending_rows: dict[str, tuple] = {}   # sid -> row saved nowait, not committed
 
     # -- lifecycle ------------------------------------------------------------------------
     async def open(self) -> None:
@@ -230,12 +231,24 @@ class SqliteStore(Store):
 
     def save_message_nowait(self, msg: Message) -> None:
         writer = self._w()
-        writer.submit_nowait(_w_save, self._save_row(msg), key=msg.sid)
+        row = self._save_row(msg)
+        sid = msg.sid
+        # read-your-writes: get_message sees the row before its batch commits
+        self._pending_rows[sid] = row
+
+        def done(_outcome) -> None:
+            if self._pending_rows.get(sid) is row:
+                del self._pending_rows[sid]
+
+        writer.submit_nowait(_w_save, row, key=sid, on_done=done)
 
     async def delete_message(self, sid: str) -> bool:
         return await self._w().submit(_w_delete, sid)
 
     async def get_message(self, sid: str) -> Message | None:
+        pending = self._pending_rows.get(sid)
+        if pending is not None:
+            return S.msg_of(pending)
         try:
             row = self._r().execute(S.SELECT_MSG + " WHERE sid = ?", (sid,)).fetchone()
         except sqlite3.Error as exc:

@@ -26,6 +26,7 @@ from gateway.codec import g711
 from gateway.codec import rtp as rtpc
 
 _SILENCE_FRAME = g711.silence(rtpc.FRAME_SAMPLES)
+_SILENCE_PCM = bytes(2 * rtpc.FRAME_SAMPLES)
 _REORDER_DEPTH = 4               # packets held to put late arrivals back in order
 _MAX_GAP_FILL = 50               # lost frames filled with silence (1 s); bigger gap = reset
 
@@ -52,6 +53,7 @@ class RtpSession:
                       "lost": 0, "late": 0, "dup": 0, "dropped": 0, "dtmf_in": 0,
                       "dtmf_out": 0, "send_errors": 0}
         self._sock: trio.socket.SocketType | None = None
+        self._raw: _stdsocket.socket | None = None
         self._seq = random.getrandbits(16)
         self._ts = random.getrandbits(32)
         self._last_tx: float | None = None        # trio time of the last frame's slot
@@ -65,7 +67,7 @@ class RtpSession:
         self._rx_ssrc: int | None = None
         self._rx_max: int | None = None            # highest extended seq seen
         self._rx_flushed: int | None = None        # last extended seq released in order
-        self._pending: dict[int, bytes] = {}       # ext seq -> μ-law payload
+        self._pending: dict[int, tuple[bytes, bool]] = {}   # ext seq -> (payload, alaw)
         # recording
         self._recording = False
         self._rec: list[bytes] = []
@@ -75,24 +77,27 @@ class RtpSession:
 
     async def open(self, nursery: trio.Nursery | None = None) -> int:
         """Bind a port from the range (next one on EADDRINUSE); start receiving."""
-        sock = trio.socket.socket(_stdsocket.AF_INET6 if ":" in self.host
-                                  else _stdsocket.AF_INET, _stdsocket.SOCK_DGRAM)
+        raw = _stdsocket.socket(_stdsocket.AF_INET6 if ":" in self.host
+                                else _stdsocket.AF_INET, _stdsocket.SOCK_DGRAM)
         try:
-            await self._bind(sock)
+            raw.setblocking(False)
+            self._bind(raw)
         except BaseException:
-            sock.close()
+            raw.close()
             raise
-        self._sock = sock
-        self.port = sock.getsockname()[1]
+        self._raw = raw                       # sync, non-blocking sendto from play()
+        self._sock = trio.socket.from_stdlib_socket(raw)
+        self.port = raw.getsockname()[1]
+        await trio.lowlevel.checkpoint()
         if nursery is not None:
             nursery.start_soon(self._recv_loop)
         else:
             trio.lowlevel.spawn_system_task(self._recv_loop)
         return self.port
 
-    async def _bind(self, sock) -> None:
+    def _bind(self, sock: _stdsocket.socket) -> None:
         if self.port_min == 0:
-            await sock.bind((self.host, 0))
+            sock.bind((self.host, 0))
             return
         key = (self.host, self.port_min, self.port_max)
         span = self.port_max - self.port_min + 1
@@ -100,7 +105,7 @@ class RtpSession:
         for i in range(span):
             port = self.port_min + (start + i) % span
             try:
-                await sock.bind((self.host, port))
+                sock.bind((self.host, port))
             except OSError as exc:
                 if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                     continue
@@ -180,12 +185,11 @@ class RtpSession:
             except rtpc.RtpError:
                 self.stats["dropped"] += 1
                 return
-        if pt == rtpc.PT_PCMA or (pt == self.payload_type and self._alaw):
-            payload = g711.alaw_to_ulaw(payload)
+        alaw = pt == rtpc.PT_PCMA or (pt == self.payload_type and self._alaw)
         self._on_audio(int.from_bytes(data[8:12], "big"),
-                       (data[2] << 8) | data[3], payload)
+                       (data[2] << 8) | data[3], payload, alaw)
 
-    def _on_audio(self, ssrc: int, seq: int, payload: bytes) -> None:
+    def _on_audio(self, ssrc: int, seq: int, payload: bytes, alaw: bool) -> None:
         if ssrc != self._rx_ssrc or self._rx_max is None:
             self._flush(all_=True)
             self._rx_ssrc, self._rx_max, self._rx_flushed = ssrc, seq, seq - 1
@@ -203,8 +207,8 @@ class RtpSession:
                 self._flush(all_=True)
                 self._rx_flushed = ext - 1
             self._rx_max = max(self._rx_max, ext)
-        self._pending[ext] = payload
-        if self._recording and g711.rms(payload) >= self.silence_threshold:
+        self._pending[ext] = (payload, alaw)
+        if self._recording and g711.rms(payload, alaw) >= self.silence_threshold:
             self._last_voice = trio.current_time()
         self._flush(all_=False)
 
@@ -219,10 +223,11 @@ class RtpSession:
             if gap > 0:
                 self.stats["lost"] += gap
                 if self._recording and gap <= _MAX_GAP_FILL:
-                    self._rec.append(_SILENCE_FRAME * gap)
-            payload = pend.pop(ext)
+                    self._rec.append(_SILENCE_PCM * gap)
+            payload, alaw = pend.pop(ext)
             if self._recording:
-                self._rec.append(payload)
+                self._rec.append(g711.alaw_decode(payload) if alaw
+                                 else g711.ulaw_decode(payload))
             self._rx_flushed = ext
 
     # -- recording ------------------------------------------------------------------
@@ -237,7 +242,7 @@ class RtpSession:
         self._flush(all_=True)
         self._recording = False
         data, self._rec = b"".join(self._rec), []
-        return g711.ulaw_decode(data)
+        return data
 
     def silence_for(self) -> float:
         """Seconds since the last frame above the energy threshold (or since recording
@@ -247,12 +252,12 @@ class RtpSession:
     # -- send -----------------------------------------------------------------------
 
     def _send(self, payload: bytes, pt: int, marker: bool, ts: int) -> None:
-        if self.remote is None or self._sock is None:
+        if self.remote is None or self._raw is None:
             return
         pkt = rtpc.pack(pt, self._seq, ts, self.ssrc, payload, marker)
         self._seq = (self._seq + 1) & 0xFFFF
         try:
-            self._sock.sendto(pkt, self.remote)
+            self._raw.sendto(pkt, self.remote)
         except (BlockingIOError, OSError):
             self.stats["send_errors"] += 1
             return

@@ -14,13 +14,17 @@ __all__ = ["DLR_TTL", "MessageFilter", "Store", "StoreError", "open_store"]
 
 
 def open_store(cfg) -> Store:
-    """The store named by ``cfg.backend`` (``"sqlite"`` uses ``cfg.path``), not yet opened."""
+    """The store named by ``cfg.backend`` (``"sqlite"`` uses ``cfg.path``, ``"redis"`` uses
+    ``cfg.url``/``password``/``tls``; see ``gateway.store.redis``), not yet opened."""
     backend = getattr(cfg, "backend", "sqlite")
     if backend == "sqlite":
         from gateway.store.sqlite import SqliteStore
 
         return SqliteStore(cfg.path)
     if backend == "redis":
-        raise NotImplementedError(
-            "store backend 'redis' is not implemented yet; use backend = \"sqlite\"")
+        from gateway.store.redis import RedisStore
+
+        return RedisStore(cfg.url or "redis://127.0.0.1:6379/0",
+                          password=getattr(cfg, "password", "") or None,
+                          tls=bool(getattr(cfg, "tls", False)))
     raise ValueError(f"unknown store backend {backend!r} (expected 'sqlite' or 'redis')")

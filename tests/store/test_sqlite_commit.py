@@ -21,6 +21,12 @@ from .conftest import ACCOUNT, make_msg
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture
+def store(sqlite_store):
+    """This module tests the SQLite writer thread: SQLite only."""
+    return sqlite_store
+
+
 async def test_concurrent_creates_share_commits(store):
     n = 500
     with trio.fail_after(20):

@@ -1,4 +1,4 @@
-"""SqliteStore messages: create/get/list/filters/paging, idempotency, save ordering,
+"""Store messages (every backend): create/get/list/filters/paging, idempotency, save ordering,
 delete, recovery of pending messages after an unclean stop."""
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ async def test_list_filters_and_paging(store):
         assert pages == expect(lambda m: True)
 
 
-async def test_list_uses_indexes(store):
-    conn = store._sconn
+async def test_list_uses_indexes(sqlite_store):
+    conn = sqlite_store._sconn
     for where in ("account_sid = ?", "account_sid = ? AND to_ = ?",
                   "account_sid = ? AND from_ = ?"):
         sql = f"EXPLAIN QUERY PLAN {S.SELECT_MSG} WHERE {where} AND seq < ? ORDER BY seq DESC"
@@ -181,10 +181,9 @@ async def test_save_unknown_message_inserts_it(store):
         assert await store.get_message(msg.sid) == msg
 
 
-async def test_pending_after_unclean_stop(tmp_path, clock):
-    path = tmp_path / "crash.db"
+async def test_pending_after_unclean_stop(make_store):
     with trio.fail_after(10):
-        first = SqliteStore(path, clock=clock)
+        first = make_store()
         await first.open()
         statuses = [QUEUED, SENT, ACCEPTED, SENDING, DELIVERED, SCHEDULED, SENDING, QUEUED]
         made = []
@@ -195,7 +194,7 @@ async def test_pending_after_unclean_stop(tmp_path, clock):
             made.append(m)
         await first.ping()                 # FIFO: every nowait save is committed now
         # "crash": open the same file again without closing the first store
-        second = SqliteStore(path, clock=clock)
+        second = make_store()
         await second.open()
         try:
             pending = await second.pending_messages()

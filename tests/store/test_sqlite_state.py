@@ -18,7 +18,8 @@ def count(table):
     return lambda conn: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-async def test_dlr_map_visible_at_once_then_durable(store):
+async def test_dlr_map_visible_at_once_then_durable(sqlite_store):
+    store = sqlite_store
     with trio.fail_after(10):
         store.map_carrier_id_nowait("carrier-a", "0a1b", "SM" + "1" * 32)
         # not yet committed, but a fast DLR must find it
@@ -31,7 +32,8 @@ async def test_dlr_map_visible_at_once_then_durable(store):
         assert await store.run_in_writer(count("dlr_map")) == 1
 
 
-async def test_dlr_map_ttl_and_sweep(store, clock):
+async def test_dlr_map_ttl_and_sweep(sqlite_store, clock):
+    store = sqlite_store
     with trio.fail_after(10):
         store.map_carrier_id_nowait("c", "old", "SM" + "1" * 32)
         await store.ping()
@@ -47,7 +49,8 @@ async def test_dlr_map_ttl_and_sweep(store, clock):
         assert await store.sweep() == 0
 
 
-async def test_idempotency_keys_expire(store, clock):
+async def test_idempotency_keys_expire(sqlite_store, clock):
+    store = sqlite_store
     with trio.fail_after(10):
         first = make_msg()
         await store.create_message(first, "k")
@@ -90,10 +93,9 @@ async def test_kv(store):
         assert await store.kv_items("other") == [("+1", {"b": 2})]
 
 
-async def test_close_flushes_nowait_writes_and_reopen_sees_them(tmp_path, clock):
-    path = tmp_path / "flush.db"
+async def test_close_flushes_nowait_writes_and_reopen_sees_them(make_store):
     with trio.fail_after(10):
-        store = SqliteStore(path, clock=clock)
+        store = make_store()
         await store.open()
         assert await store.ping() is True
         msg, _ = await store.create_message(make_msg())
@@ -108,7 +110,7 @@ async def test_close_flushes_nowait_writes_and_reopen_sees_them(tmp_path, clock)
             store.save_message_nowait(msg)
         await store.close()                  # idempotent
 
-        again = SqliteStore(path, clock=clock)
+        again = make_store()
         await again.open()
         try:
             assert (await again.get_message(msg.sid)).status == "sending"
@@ -125,7 +127,11 @@ async def test_open_store_factory(tmp_path):
         assert await store.ping()
     finally:
         await store.close()
-    with pytest.raises(NotImplementedError, match="redis"):
-        open_store(SimpleNamespace(backend="redis", url="redis://127.0.0.1:6379/0"))
+    from gateway.store.redis import RedisStore
+
+    redis = open_store(SimpleNamespace(backend="redis", url="redis://127.0.0.1:6379/0?prefix=x:",
+                                       password="pw", tls=True))
+    assert isinstance(redis, RedisStore)          # not opened: no connection yet
+    assert redis.url.startswith("rediss://") and redis.prefix == "x:"
     with pytest.raises(ValueError):
         open_store(SimpleNamespace(backend="mysql"))

@@ -1,0 +1,472 @@
+"""Sans-I/O SIP user agent core (RFC 3261 §8, §9, §11, §12-§15, §22): calls, not sockets.
+
+Owns: per-call state for inbound (UAS) and outbound (UAC) calls on top of
+``sip_transaction.TransactionLayer`` and ``sip_dialog.Dialog``: answering OPTIONS
+anywhere (200 + Allow/Accept), 481 for requests in unknown dialogs/transactions, CANCEL ->
+200 + 487, BYE either way, re-INVITE/UPDATE answered 200 with the current SDP, the 2xx
+retransmission until ACK (T1 doubling to T2, BYE after 64*T1, §13.3.1.4), the ACK of a
+2xx (and of its retransmissions) as a new request to the remote target, digest retry on
+401/407 with CSeq+1, CANCEL held back until a provisional arrives (§9.1).
+
+Driving it: ``receive(data, source, transport, now)``; actions (``invite``, ``ringing``,
+``answer``, ``reject``, ``cancel``, ``hangup``, ``options``); then ``data_to_send()``,
+``next_events()`` and ``tick(now)`` at ``next_deadline()``. Events: ``IncomingCall``,
+``CallProgress``, ``CallAnswered``, ``CallRejected``, ``CallEnded``, ``OptionsDone``.
+
+Rules: unparseable input is answered 400 when it has enough headers to route a response,
+else dropped (``bad_messages`` counts both). Session-Expires, P-Asserted-Identity and other
+unknown headers are tolerated and ignored. Actions on an unknown or ended call are no-ops.
+
+Error handling: a timed-out INVITE becomes ``CallRejected(408)``; an unanswered OPTIONS
+``OptionsDone(status=0)``; at most two authentication attempts per call.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.codec.sip import Request, Response, SipError, parse
+from gateway.proto import sip_auth
+from gateway.proto.sip_dialog import ALLOW, Dialog, new_branch, new_tag, response_to
+from gateway.proto.sip_transaction import (
+    T1, T2, AckIn, ClientTx, Outgoing, RequestIn, ResponseIn, StrayResponse,
+    TransactionLayer, TxTimeout,
+)
+
+Addr = tuple[str, int]
+
+
+@dataclass
+class IncomingCall:
+    call_id: str
+    request: Request
+    source: Addr
+
+
+@dataclass
+class CallProgress:
+    call_id: str
+    status: int
+    reason: str
+    sdp: bytes
+
+
+@dataclass
+class CallAnswered:
+    call_id: str
+    sdp: bytes
+
+
+@dataclass
+class CallRejected:
+    call_id: str
+    status: int
+    reason: str
+
+
+@dataclass
+class CallEnded:
+    call_id: str
+    reason: str  # "bye" | "cancel" | "hangup" | "timeout" | "rejected"
+
+
+@dataclass
+class OptionsDone:
+    key: str
+    status: int  # 0 = no answer
+
+
+@dataclass(eq=False)
+class Call:
+    call_id: str
+    role: str  # "uas" | "uac"
+    invite: Request
+    transport: str
+    local_tag: str
+    state: str = "init"  # init, early, answered, confirmed, ended
+    tx: Any = None
+    dialog: Dialog | None = None
+    local_sdp: bytes = b""
+    dest: Addr = ("", 0)
+    auth: tuple[str, str] | None = None
+    auth_tries: int = 0
+    pending_cancel: bool = False
+    canceled: bool = False
+    ack: bytes | None = None
+    ack_dest: Addr = ("", 0)
+    ok: bytes | None = None  # UAS 2xx being retransmitted
+    ok_due: float = 0.0
+    ok_interval: float = T1
+    ok_giveup: float = 0.0
+    timers: dict[str, float] = field(default_factory=dict)
+
+
+class UaCore:
+    def __init__(self, host: str, port: int, *, public_host: str | None = None,
+                 rng: random.Random | None = None, user_agent: str = "gateway-sip"):
+        self.host, self.port = host, port
+        self.public_host = public_host or host
+        self.rng = rng or random.SystemRandom()
+        self.user_agent = user_agent
+        self.layer = TransactionLayer()
+        self.calls: dict[str, Call] = {}
+        self.bad_messages = 0
+        self._events: list[Any] = []
+
+    # --- plumbing ----------------------------------------------------------------
+    def data_to_send(self) -> list[Outgoing]:
+        return self.layer.data_to_send()
+
+    def next_events(self) -> list[Any]:
+        ev, self._events = self._events, []
+        return ev
+
+    def next_deadline(self) -> float | None:
+        dues = [d for d in (self.layer.next_deadline(),) if d is not None]
+        dues += [c.ok_due for c in self.calls.values() if c.ok is not None]
+        return min(dues) if dues else None
+
+    def _via(self, transport: str) -> str:
+        return (f"SIP/2.0/{transport} {self.public_host}:{self.port}"
+                f";branch={new_branch(self.rng)};rport")
+
+    def _contact(self, user: str | None, transport: str) -> str:
+        u = f"{user}@" if user else ""
+        tp = ";transport=tcp" if transport == "TCP" else ""
+        return f"<sip:{u}{self.public_host}:{self.port}{tp}>"
+
+    def receive(self, data: bytes, source: Addr, transport: str, now: float) -> None:
+        try:
+            msg = parse(data)
+        except SipError as e:
+            self.bad_messages += 1
+            self._answer_garbage(data, e, source, transport)
+            return
+        self.receive_message(msg, source, transport, now)
+
+    def receive_message(self, msg: Request | Response, source: Addr, transport: str,
+                        now: float) -> None:
+        self.layer.receive(msg, source, transport, now)
+        self._pump(now)
+
+    def _answer_garbage(self, data: bytes, err: SipError, source: Addr, transport: str):
+        if data[:4].upper() == b"SIP/" or not data.strip():
+            return
+        resp = Response(err.status, err.reason)
+        try:
+            for line in data.decode("utf-8", "replace").splitlines()[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() in ("via", "v", "from", "f", "to", "t", "call-id", "i",
+                                            "cseq"):
+                    resp.add(name.strip(), value.strip())
+            if resp.get("Via"):
+                self.layer.send_stateless(resp, source, transport)
+        except Exception:  # noqa: BLE001 - garbage stays garbage; nothing to answer
+            pass
+
+    def tick(self, now: float) -> None:
+        self.layer.tick(now)
+        for call in list(self.calls.values()):
+            if call.ok is not None and now >= call.ok_due:
+                if now >= call.ok_giveup:  # no ACK for our 2xx: hang up (§13.3.1.4)
+                    call.ok = None
+                    self._send_bye(call, now)
+                    self._end(call, "timeout")
+                    continue
+                self.layer._out.append(Outgoing(call.ok, call.tx.dest, call.transport))
+                call.ok_interval = min(call.ok_interval * 2, T2)
+                call.ok_due = now + call.ok_interval
+        self._pump(now)
+
+    def _end(self, call: Call, reason: str) -> None:
+        if call.state != "ended":
+            call.state = "ended"
+            call.ok = None
+            self._events.append(CallEnded(call.call_id, reason))
+
+    def forget(self, call_id: str) -> None:
+        self.calls.pop(call_id, None)
+
+    # --- layer events ------------------------------------------------------------
+    def _pump(self, now: float) -> None:
+        for ev in self.layer.next_events():
+            if isinstance(ev, RequestIn):
+                self._on_request(ev, now)
+            elif isinstance(ev, ResponseIn):
+                self._on_response(ev.tx, ev.response, now)
+            elif isinstance(ev, AckIn):
+                call = self.calls.get(ev.request.call_id)
+                if call and call.role == "uas" and call.state == "answered":
+                    call.state = "confirmed"
+                    call.ok = None
+            elif isinstance(ev, StrayResponse):
+                self._on_stray(ev.response)
+            elif isinstance(ev, TxTimeout):
+                self._on_timeout(ev.tx, now)
+
+    def _respond(self, tx, req: Request, status: int, reason: str | None = None, *,
+                 now: float, **kw) -> Response:
+        resp = response_to(req, status, reason, **kw)
+        resp.add("Server", self.user_agent)
+        self.layer.respond(tx, resp, now)
+        return resp
+
+    def _on_request(self, ev: RequestIn, now: float) -> None:
+        req, tx = ev.request, ev.tx
+        m = req.method
+        to_tag = req.to.tag
+        call = self.calls.get(req.call_id)
+        if m == "OPTIONS":
+            self._respond(tx, req, 200, now=now, to_tag=to_tag or new_tag(self.rng),
+                          headers=[("Allow", ALLOW), ("Accept", "application/sdp"),
+                                   ("Supported", "")])
+        elif m == "CANCEL":
+            inv = self.layer.find_server(req, "INVITE")
+            if inv is None:
+                self._respond(tx, req, 481, now=now, to_tag=new_tag(self.rng))
+                return
+            c = self.calls.get(req.call_id)
+            tag = c.local_tag if c else new_tag(self.rng)
+            self._respond(tx, req, 200, now=now, to_tag=tag)
+            if inv.state == "proceeding":
+                self._respond(inv, inv.request, 487, now=now, to_tag=tag)
+                if c is not None:
+                    c.canceled = True
+                    self._end(c, "cancel")
+        elif m == "INVITE" and not to_tag:
+            if call is not None:
+                self._respond(tx, req, 482, now=now, to_tag=new_tag(self.rng))
+                return
+            call = Call(req.call_id, "uas", req, ev.tx.transport, new_tag(self.rng), tx=tx)
+            call.state = "early"
+            self.calls[req.call_id] = call
+            self._events.append(IncomingCall(req.call_id, req, ev.source))
+        elif (call is None or call.dialog is None or call.state == "ended"
+              or (to_tag, req.from_.tag) != (call.dialog.local_tag, call.dialog.remote_tag)):
+            if m in ("INVITE", "BYE", "INFO", "UPDATE") or to_tag:
+                self._respond(tx, req, 481, now=now, to_tag=to_tag or new_tag(self.rng))
+            else:
+                self._respond(tx, req, 405, now=now, to_tag=new_tag(self.rng),
+                              headers=[("Allow", ALLOW)])
+        elif not call.dialog.accept_remote(req):
+            self._respond(tx, req, 500, "Out Of Order", now=now)
+        elif m == "BYE":
+            self._respond(tx, req, 200, now=now)
+            self._end(call, "bye")
+        elif m in ("INVITE", "UPDATE"):  # re-INVITE (hold/refresh): current SDP again
+            self._respond(tx, req, 200, now=now, body=call.local_sdp,
+                          headers=[("Contact", call.dialog.local_contact)])
+        elif m in ("INFO", "NOTIFY"):
+            self._respond(tx, req, 200, now=now)
+        else:
+            self._respond(tx, req, 405, now=now, headers=[("Allow", ALLOW)])
+
+    def _on_response(self, tx: ClientTx, resp: Response, now: float) -> None:
+        kind, ref = tx.owner if tx.owner else (None, None)
+        if kind == "options":
+            if resp.status >= 200:
+                self._events.append(OptionsDone(ref, resp.status))
+            return
+        if kind != "invite":
+            return
+        call: Call = ref
+        code = resp.status
+        if code < 200:
+            if code > 100 and call.state == "init":
+                call.state = "early"
+            if call.pending_cancel:
+                call.pending_cancel = False
+                self._send_cancel(call, now)
+            if code > 100:
+                self._events.append(CallProgress(call.call_id, code, resp.reason, resp.body))
+        elif code < 300:
+            self._on_2xx(call, resp, now)
+        elif code in (401, 407) and call.auth and call.auth_tries < 2 and not call.canceled:
+            if not self._retry_auth(call, resp, now):
+                self._fail(call, code, resp.reason)
+        else:
+            self._fail(call, code, resp.reason)
+
+    def _fail(self, call: Call, code: int, reason: str) -> None:
+        if call.state == "ended":
+            return
+        self._events.append(CallRejected(call.call_id, code, reason))
+        self._end(call, "cancel" if call.canceled else "rejected")
+
+    def _on_2xx(self, call: Call, resp: Response, now: float) -> None:
+        contact = self._contact(call.invite.from_.uri.user, call.transport)
+        call.dialog = Dialog.as_uac(call.invite, resp, contact, call.transport)
+        ack, dest = call.dialog.request("ACK", self._via(call.transport),
+                                        seq=call.invite.cseq.seq)
+        call.ack, call.ack_dest = ack.encode(), dest
+        self.layer._out.append(Outgoing(call.ack, dest, call.transport))
+        if call.canceled or call.state == "ended":
+            self._send_bye(call, now)
+            self._end(call, "cancel")
+            return
+        call.state = "confirmed"
+        self._events.append(CallAnswered(call.call_id, resp.body))
+
+    def _on_stray(self, resp: Response) -> None:
+        try:
+            call = self.calls.get(resp.call_id)
+            if (call and call.ack and resp.status < 300 and resp.cseq.method == "INVITE"
+                    and resp.cseq.seq == call.invite.cseq.seq):
+                self.layer._out.append(Outgoing(call.ack, call.ack_dest, call.transport))
+        except SipError:
+            pass
+
+    def _on_timeout(self, tx, now: float) -> None:
+        kind, ref = tx.owner if tx.owner else (None, None)
+        if kind == "options":
+            self._events.append(OptionsDone(ref, 0))
+        elif kind == "invite" and tx is ref.tx:
+            self._fail(ref, 408, "Request Timeout")
+
+    # --- UAS actions -------------------------------------------------------------
+    def _uas(self, call_id: str) -> Call | None:
+        call = self.calls.get(call_id)
+        if call is None or call.role != "uas" or call.state != "early":
+            return None
+        return call
+
+    def ringing(self, call_id: str, now: float, *, sdp: bytes = b"") -> None:
+        call = self._uas(call_id)
+        if call:
+            self._respond(call.tx, call.invite, 183 if sdp else 180, now=now,
+                          to_tag=call.local_tag, body=sdp,
+                          headers=[("Contact", self._contact(None, call.transport))])
+            self._pump(now)
+
+    def answer(self, call_id: str, sdp: bytes, now: float) -> None:
+        call = self._uas(call_id)
+        if not call:
+            return
+        contact = self._contact(call.invite.to.uri.user, call.transport)
+        resp = self._respond(call.tx, call.invite, 200, now=now, to_tag=call.local_tag,
+                             body=sdp, headers=[("Contact", contact), ("Allow", ALLOW)])
+        call.local_sdp = sdp
+        call.dialog = Dialog.as_uas(call.invite, call.local_tag, contact, call.transport)
+        call.state = "answered"
+        call.ok, call.ok_interval = resp.encode(), T1
+        call.ok_due, call.ok_giveup = now + T1, now + 64 * T1
+        self._pump(now)
+
+    def reject(self, call_id: str, status: int, reason: str | None, now: float) -> None:
+        call = self._uas(call_id)
+        if call:
+            self._respond(call.tx, call.invite, status, reason or None, now=now,
+                          to_tag=call.local_tag)
+            self._end(call, "rejected")
+            self._pump(now)
+
+    # --- UAC actions -------------------------------------------------------------
+    def invite(self, to_uri: str, dest: Addr, *, from_user: str, sdp: bytes, now: float,
+               auth: tuple[str, str] | None = None, transport: str = "UDP",
+               headers: list[tuple[str, str]] | None = None, call_id: str | None = None) -> str:
+        call_id = call_id or f"{self.rng.getrandbits(96):024x}@{self.public_host}"
+        tag = new_tag(self.rng)
+        req = Request("INVITE", to_uri)
+        req.add("Via", self._via(transport))
+        req.add("Max-Forwards", "70")
+        req.add("From", f"<sip:{from_user}@{self.public_host}>;tag={tag}")
+        req.add("To", f"<{to_uri}>")
+        req.add("Call-ID", call_id)
+        req.add("CSeq", f"{self.rng.randint(1, 9999)} INVITE")
+        req.add("Contact", self._contact(from_user, transport))
+        req.add("Allow", ALLOW)
+        req.add("User-Agent", self.user_agent)
+        for n, v in headers or []:
+            req.add(n, v)
+        req.add("Content-Type", "application/sdp")
+        req.body = sdp
+        call = Call(call_id, "uac", req, transport, tag, dest=dest, auth=auth, local_sdp=sdp)
+        self.calls[call_id] = call
+        self._send_invite(call, now)
+        return call_id
+
+    def _send_invite(self, call: Call, now: float) -> None:
+        call.tx = self.layer.send_request(call.invite, call.dest, call.transport, now)
+        call.tx.owner = ("invite", call)
+
+    def _retry_auth(self, call: Call, resp: Response, now: float) -> bool:
+        hdr = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+        try:
+            challenge = sip_auth.parse_challenge(resp.get(hdr) or "")
+        except ValueError:
+            return False
+        old = call.invite
+        user, password = call.auth  # type: ignore[misc]
+        cred = sip_auth.authorization(challenge, method="INVITE", uri=old.uri, user=user,
+                                      password=password, cnonce=f"{self.rng.getrandbits(64):x}")
+        req = Request("INVITE", old.uri, list(old.headers), old.body)
+        req.set("CSeq", f"{old.cseq.seq + 1} INVITE")
+        req.remove("Via")
+        req.add("Via", self._via(call.transport), first=True)
+        req.set("Authorization" if resp.status == 401 else "Proxy-Authorization", cred)
+        call.invite, call.auth_tries = req, call.auth_tries + 1
+        self._send_invite(call, now)
+        return True
+
+    def _send_cancel(self, call: Call, now: float) -> None:
+        inv = call.invite
+        cancel = Request("CANCEL", inv.uri)
+        cancel.add("Via", inv.get_all("Via")[0])
+        for r in inv.get_all("Route"):
+            cancel.add("Route", r)
+        cancel.add("Max-Forwards", "70")
+        for n in ("From", "To", "Call-ID"):
+            cancel.add(n, inv.get(n) or "")
+        cancel.add("CSeq", f"{inv.cseq.seq} CANCEL")
+        tx = self.layer.send_request(cancel, call.dest, call.transport, now)
+        tx.owner = ("cancel", call)
+
+    def cancel(self, call_id: str, now: float) -> None:
+        call = self.calls.get(call_id)
+        if call is None or call.role != "uac" or call.state not in ("init", "early"):
+            return
+        call.canceled = True
+        if call.state == "early":
+            self._send_cancel(call, now)
+        else:
+            call.pending_cancel = True
+        self._pump(now)
+
+    def _send_bye(self, call: Call, now: float) -> None:
+        if call.dialog is None:
+            return
+        bye, dest = call.dialog.request("BYE", self._via(call.transport),
+                                        headers=[("User-Agent", self.user_agent)])
+        tx = self.layer.send_request(bye, dest, call.transport, now)
+        tx.owner = ("bye", call)
+
+    def hangup(self, call_id: str, now: float) -> None:
+        call = self.calls.get(call_id)
+        if call is None or call.state == "ended":
+            return
+        if call.state in ("answered", "confirmed"):
+            self._send_bye(call, now)
+            self._end(call, "hangup")
+        elif call.role == "uac":
+            self.cancel(call_id, now)
+        else:
+            self.reject(call_id, 480, None, now)
+        self._pump(now)
+
+    # --- OPTIONS probe -----------------------------------------------------------
+    def options(self, dest: Addr, now: float, *, transport: str = "UDP") -> str:
+        key = f"{self.rng.getrandbits(64):016x}"
+        req = Request("OPTIONS", f"sip:{dest[0]}:{dest[1]}")
+        req.add("Via", self._via(transport))
+        req.add("Max-Forwards", "70")
+        req.add("From", f"<sip:ping@{self.public_host}>;tag={new_tag(self.rng)}")
+        req.add("To", f"<sip:{dest[0]}:{dest[1]}>")
+        req.add("Call-ID", f"{key}@{self.public_host}")
+        req.add("CSeq", "1 OPTIONS")
+        req.add("Accept", "application/sdp")
+        req.add("User-Agent", self.user_agent)
+        tx = self.layer.send_request(req, dest, transport, now)
+        tx.owner = ("options", key)
+        return key

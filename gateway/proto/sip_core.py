@@ -24,7 +24,7 @@ Error handling: a timed-out INVITE becomes ``CallRejected(408)``; an unanswered 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.codec.sip import Request, Response, SipError, parse
@@ -100,7 +100,7 @@ class Call:
     ok_due: float = 0.0
     ok_interval: float = T1
     ok_giveup: float = 0.0
-    timers: dict[str, float] = field(default_factory=dict)
+    forget_at: float | None = None
 
 
 class UaCore:
@@ -126,6 +126,8 @@ class UaCore:
     def next_deadline(self) -> float | None:
         dues = [d for d in (self.layer.next_deadline(),) if d is not None]
         dues += [c.ok_due for c in self.calls.values() if c.ok is not None]
+        dues += [c.forget_at if c.forget_at is not None else 0.0
+                 for c in self.calls.values() if c.state == "ended"]
         return min(dues) if dues else None
 
     def _via(self, transport: str) -> str:
@@ -169,6 +171,12 @@ class UaCore:
     def tick(self, now: float) -> None:
         self.layer.tick(now)
         for call in list(self.calls.values()):
+            if call.state == "ended":  # keep it a while to re-ACK / absorb, then drop
+                if call.forget_at is None:
+                    call.forget_at = now + 64 * T1
+                elif now >= call.forget_at:
+                    del self.calls[call.call_id]
+                continue
             if call.ok is not None and now >= call.ok_due:
                 if now >= call.ok_giveup:  # no ACK for our 2xx: hang up (§13.3.1.4)
                     call.ok = None

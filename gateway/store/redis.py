@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode
 
 import coredis
 import orjson
 import trio
 from coredis.exceptions import NoScriptError, RedisError
+from coredis.tokens import PureToken
 
 from gateway.core.message import QUEUED, SENDING, Message
 from gateway.store import redis_schema as R
@@ -54,11 +55,14 @@ SCAN_CHUNK = 500
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:
     """Split our own query parameters off a redis url: (url for coredis, ours)."""
-    parts = urlsplit(url)
+    base, _, query = url.partition("?")
     ours, theirs = {}, []
-    for k, v in parse_qsl(parts.query, keep_blank_values=True):
-        (ours.__setitem__(k, v) if k in ("allow_everysec", "prefix") else theirs.append((k, v)))
-    return urlunsplit(parts._replace(query=urlencode(theirs))), ours
+    for k, v in parse_qsl(query, keep_blank_values=True):
+        if k in ("allow_everysec", "prefix"):
+            ours[k] = v
+        else:
+            theirs.append((k, v))
+    return (f"{base}?{urlencode(theirs)}" if theirs else base), ours
 
 
 class _Op:
@@ -113,8 +117,7 @@ class RedisStore(Store):
             await self._load_scripts(client)
             nursery = await stack.enter_async_context(trio.open_nursery())
         except BaseException as exc:
-            with trio.CancelScope(shield=True):
-                await stack.aclose()
+            await stack.aclose()
             if isinstance(exc, (RedisError, OSError)):
                 raise StoreError(f"cannot open redis store {self.url}: {exc}") from exc
             raise
@@ -151,13 +154,14 @@ class RedisStore(Store):
         self._closing = True
         self._wake.set()
         stack, self._stack = self._stack, None
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(10):
-                while self._ops:
-                    self._idle = trio.Event()
-                    await self._idle.wait()
-            self.client = None
-            await stack.aclose()
+        with trio.move_on_after(10):
+            while self._ops:
+                self._idle = trio.Event()
+                await self._idle.wait()
+        self.client = None
+        # exited here, not inside a new cancel scope: the nursery and the client's task
+        # group were entered in open() and must unwind in LIFO order
+        await stack.aclose()
 
     def _c(self) -> coredis.Redis:
         if self.client is None or self._closing:
@@ -322,10 +326,11 @@ class RedisStore(Store):
             hi_day = min(hi_day or float("inf"), day_start(flt.date_sent_before))
         limit = max(0, int(limit))
         out: list[Message] = []
-        top = float("inf") if before_seq is None else f"({before_seq}"
+        top = "+inf" if before_seq is None else f"({before_seq}"
         while len(out) < limit:
-            scored = await self._read(self._c().zrevrangebyscore(
-                index, top, "-inf", withscores=True, offset=0, count=SCAN_CHUNK))
+            scored = await self._read(self._c().zrange(
+                index, top, "-inf", PureToken.BYSCORE, rev=True, offset=0, count=SCAN_CHUNK,
+                withscores=True))
             if not scored:
                 break
             msgs = await self._fetch([sm.member for sm in scored])

@@ -109,6 +109,9 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.stats = WriterStats()
+        #: optional ``fn(seconds, batch_size)`` called on the writer thread after each
+        #: commit (metrics; prometheus_client is thread-safe); must be quick
+        self.on_commit: Callable[[float, int], None] | None = None
 
     # -- trio side ------------------------------------------------------------------------
     def start(self) -> None:
@@ -255,6 +258,11 @@ class GroupCommitWriter:
             if n > stats.max_batch:
                 stats.max_batch = n
             stats.observe(dt)
+            if self.on_commit is not None:
+                try:
+                    self.on_commit(dt, n)
+                except Exception:  # noqa: BLE001 - metrics never break a commit
+                    log.exception("store on_commit observer failed")
         wake = [op for op in batch if op.task is not None or op.on_done is not None]
         if wake and self._token is not None:
             try:

@@ -5,9 +5,7 @@ Time is trio's MockClock (autojump), so timeouts and prompt lengths cost no wall
 
 import math
 
-import pytest
 import trio
-import trio.testing
 
 from gateway.codec import twiml_voice as tv
 from gateway.core import call as C
@@ -16,11 +14,6 @@ from gateway.voice.interpreter import (ERROR_TEXT, CallEnded, DialResult, FetchE
 
 AC = "AC0123456789abcdef0123456789abcdef"
 SAY_S = 1.0          # a fake <Say> lasts one second of mock time
-
-
-@pytest.fixture(autouse=True)
-def mock_clock():
-    return trio.testing.MockClock(autojump_threshold=0)
 
 
 class FakeLeg:
@@ -137,7 +130,7 @@ def kinds(leg):
     return [e[0] for e in leg.log]
 
 
-async def test_say_play_pause_then_document_end_hangs_up():
+async def test_say_play_pause_then_document_end_hangs_up(autojump_clock):
     leg = FakeLeg()
     web = FakeWeb({U: '<Response><Say voice="alice" language="en-GB" loop="2">Hi</Say>'
                       '<Play digits="w1">/a.wav</Play><Pause length="3"/></Response>'})
@@ -152,7 +145,7 @@ async def test_say_play_pause_then_document_end_hangs_up():
     assert params["ApiVersion"] == "2010-04-01"
 
 
-async def test_gather_posts_digits_to_action_then_runs_answer():
+async def test_gather_posts_digits_to_action_then_runs_answer(autojump_clock):
     leg = FakeLeg()
     leg.press("9")                                   # before the Gather: discarded
     web = FakeWeb({U: '<Response><Say>menu</Say><Gather action="/g" numDigits="3"/></Response>',
@@ -170,7 +163,7 @@ async def test_gather_posts_digits_to_action_then_runs_answer():
     assert ("say", "got 123", "man", "en-US") in leg.log
 
 
-async def test_gather_finish_on_key_and_timeout_between_digits():
+async def test_gather_finish_on_key_and_timeout_between_digits(autojump_clock):
     leg = FakeLeg()
     web = FakeWeb({U: '<Response><Gather timeout="2"/><Say>fell through</Say></Response>',
                    U + "?x": "<Response/>"})
@@ -189,7 +182,7 @@ async def test_gather_finish_on_key_and_timeout_between_digits():
     assert web.requests[1][2]["FinishedOnKey"] == "#"
 
 
-async def test_gather_no_input_falls_through_unless_action_on_empty_result():
+async def test_gather_no_input_falls_through_unless_action_on_empty_result(autojump_clock):
     leg = FakeLeg()
     web = FakeWeb({U: '<Response><Gather action="/g" timeout="1"/><Say>bye</Say></Response>'})
     await run(leg, web)
@@ -203,7 +196,7 @@ async def test_gather_no_input_falls_through_unless_action_on_empty_result():
     assert web.requests[1][2]["Digits"] == ""
 
 
-async def test_gather_barge_in_stops_nested_prompts():
+async def test_gather_barge_in_stops_nested_prompts(autojump_clock):
     leg = FakeLeg()
     web = FakeWeb({U: '<Response><Gather action="/g" numDigits="1">'
                       '<Say>one</Say><Say>two</Say><Say>three</Say></Gather></Response>',
@@ -220,7 +213,7 @@ async def test_gather_barge_in_stops_nested_prompts():
     assert web.requests[1][2]["Digits"] == "5"
 
 
-async def test_record_posts_recording_and_status_callback():
+async def test_record_posts_recording_and_status_callback(autojump_clock):
     leg = FakeLeg()
     notes = []
     web = FakeWeb({U: '<Response><Record action="/r" maxLength="20" timeout="3" '
@@ -236,14 +229,14 @@ async def test_record_posts_recording_and_status_callback():
     assert notes[0][0] == "http://app/rs" and ("RecordingStatus", "completed") in notes[0][2]
 
 
-async def test_empty_recording_makes_no_action_request():
+async def test_empty_recording_makes_no_action_request(autojump_clock):
     leg = FakeLeg(record=RecordResult(None, None, 0, ""))
     web = FakeWeb({U: '<Response><Record action="/r"/><Say>nothing</Say></Response>'})
     await run(leg, web)
     assert len(web.requests) == 1 and ("say", "nothing", "man", "en-US") in leg.log
 
 
-async def test_dial_action_and_defaults():
+async def test_dial_action_and_defaults(autojump_clock):
     leg = FakeLeg(dial=[DialResult("busy", "CA" + "3" * 32, 0), DialResult("completed", "CA" + "4" * 32, 12)])
     web = FakeWeb({U: '<Response><Dial action="/d" timeout="10"><Number>+15005550002</Number>'
                       '<Number sendDigits="1">+15005550003</Number></Dial></Response>',
@@ -258,7 +251,7 @@ async def test_dial_action_and_defaults():
         "completed", "CA" + "4" * 32, "12")
 
 
-async def test_dial_without_action_continues():
+async def test_dial_without_action_continues(autojump_clock):
     leg = FakeLeg(dial=[DialResult("no-answer", None, 0)])
     web = FakeWeb({U: '<Response><Dial callerId="+1999">+15005550002</Dial><Say>after</Say></Response>'})
     await run(leg, web)
@@ -266,7 +259,7 @@ async def test_dial_without_action_continues():
     assert ("say", "after", "man", "en-US") in leg.log and len(web.requests) == 1
 
 
-async def test_redirect_get_and_relative():
+async def test_redirect_get_and_relative(autojump_clock):
     leg = FakeLeg()
     web = FakeWeb({U: '<Response><Redirect method="GET">next</Redirect><Say>never</Say></Response>',
                    "http://app/next": "<Response><Say>there</Say></Response>"})
@@ -275,7 +268,7 @@ async def test_redirect_get_and_relative():
     assert [e[1] for e in leg.log if e[0] == "say"] == ["there"]
 
 
-async def test_reject_before_answer_and_hangup_verb():
+async def test_reject_before_answer_and_hangup_verb(autojump_clock):
     leg = FakeLeg()
     await run(leg, FakeWeb({U: '<Response><Reject reason="busy"/><Say>x</Say></Response>'}))
     assert leg.log == [("reject", "busy")]
@@ -284,7 +277,7 @@ async def test_reject_before_answer_and_hangup_verb():
     assert kinds(leg) == ["answer", "say", "hangup"]
 
 
-async def test_fallback_url_on_fetch_and_parse_failure():
+async def test_fallback_url_on_fetch_and_parse_failure(autojump_clock):
     for primary in (FetchError(11205, "connect"), "<Response><Bogus"):
         leg = FakeLeg()
         web = FakeWeb({U: primary, "http://fb/": "<Response><Say>fallback</Say></Response>"})
@@ -295,7 +288,7 @@ async def test_fallback_url_on_fetch_and_parse_failure():
         assert ("say", "fallback", "man", "en-US") in leg.log
 
 
-async def test_nothing_works_speaks_error_and_hangs_up():
+async def test_nothing_works_speaks_error_and_hangs_up(autojump_clock):
     leg = FakeLeg()
     web = FakeWeb({"http://fb/": FetchError(11200)})
     await run(leg, web, fallback_url="http://fb/")
@@ -305,7 +298,7 @@ async def test_nothing_works_speaks_error_and_hangs_up():
     assert kinds(leg) == ["answer", "say", "hangup"]
 
 
-async def test_inline_twiml_and_content_types():
+async def test_inline_twiml_and_content_types(autojump_clock):
     leg = FakeLeg(direction=C.OUTBOUND_API)
     await run(leg, FakeWeb({}), Next(twiml="<Response><Say>inline</Say></Response>"))
     assert ("say", "inline", "man", "en-US") in leg.log
@@ -317,7 +310,7 @@ async def test_inline_twiml_and_content_types():
     assert ("play", U) in leg.log and leg.log[-1] == ("hangup",)
 
 
-async def test_remote_hangup_ends_quietly():
+async def test_remote_hangup_ends_quietly(autojump_clock):
     leg = FakeLeg()
     web = FakeWeb({U: "<Response><Say loop='0'>forever</Say></Response>"})
 
@@ -331,7 +324,7 @@ async def test_remote_hangup_ends_quietly():
     assert ("hangup",) not in leg.log
 
 
-async def test_replace_mid_call_runs_new_document():
+async def test_replace_mid_call_runs_new_document(autojump_clock):
     leg = FakeLeg()
     web = FakeWeb({U: "<Response><Say loop='0'>hold music</Say></Response>"})
     interp = Interpreter(leg, web)

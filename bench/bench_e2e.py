@@ -47,6 +47,19 @@ sys.path.insert(0, HERE)
 import e2e_config  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
+# --profile: the gateway runs under cProfile; SIGINT (trio: KeyboardInterrupt) ends it and
+# the stats are written (pstats file; read with python -m pstats FILE).
+PROFILED_GATEWAY = """
+import cProfile, sys
+from gateway.cli import main
+prof = cProfile.Profile()
+try:
+    prof.runcall(main, ["run", "-c", sys.argv[1]])
+except KeyboardInterrupt:
+    pass
+finally:
+    prof.dump_stats(sys.argv[2])
+"""
 
 
 # ------------------------------------------------------------------ process helpers
@@ -87,9 +100,9 @@ class Proc:
             raise RuntimeError(f"{self.name} exited ({self.p.poll()}); see {self.log}")
         return line
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.p.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
+            os.kill(self.pid, sig)
             try:
                 self.p.wait(5)
             except subprocess.TimeoutExpired:
@@ -140,6 +153,7 @@ def pct(sorted_vals: list[float], p: float) -> float | None:
 # ------------------------------------------------------------------ sink process
 def run_sink() -> None:
     import trio
+
     from gateway.io.http_server import HttpServer, Response
 
     st = {"requests": 0, "first": None, "last": None, "by_status": {}}
@@ -170,6 +184,7 @@ def run_load(a) -> None:
     import base64
 
     import trio
+
     from gateway.io.http_client import ClientLimits, HttpClient, HttpClientError
 
     url = f"http://127.0.0.1:{a.api_port}/2010-04-01/Accounts/{e2e_config.ACCOUNT}/Messages.json"
@@ -267,7 +282,9 @@ def run_bench(a) -> int:
         cfg = e2e_config.write(os.path.join(tmp, "gateway.toml"), api_port=api_port,
                                carriers=[("a", smsc_port, 1)], store_dir=tmp, token=a.token,
                                first=a.first, count=a.senders, window=a.window)
-        gw = Proc("gateway", [sys.executable, "-m", "gateway", "run", "-c", cfg], tmp)
+        gw_argv = ([sys.executable, "-c", PROFILED_GATEWAY, cfg, os.path.abspath(a.profile)]
+                   if a.profile else [sys.executable, "-m", "gateway", "run", "-c", cfg])
+        gw = Proc("gateway", gw_argv, tmp)
         procs.append(gw)
         try:
             wait_until(lambda: gateway_ready(api_port), 30, "gateway bound")
@@ -323,7 +340,7 @@ def run_bench(a) -> int:
         return 0 if completed else 1
     finally:
         for p in reversed(procs):
-            p.stop()
+            p.stop(signal.SIGINT if a.profile and p.name == "gateway" else signal.SIGTERM)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -343,6 +360,8 @@ def main(argv=None) -> int:
     p.add_argument("--callback", default="")
     p.add_argument("--prefix", default="bench")
     p.add_argument("--bodies", action="store_true", help="load role: report accepted bodies")
+    p.add_argument("--profile", default="", metavar="FILE",
+                   help="run the gateway under cProfile, pstats to FILE (slows it down)")
     a = p.parse_args(argv)
     if a.role == "sink":
         run_sink()

@@ -149,7 +149,7 @@ def run_bench(a) -> int:
         loader.wait(timeout=a.duration + 40)
         out_f.seek(0)
         res = json.loads(out_f.read().decode().strip().splitlines()[-1])
-        acc = dict(zip(res["bodies"], res["t_acc"]))
+        acc = dict(zip(res["bodies"], res["t_acc"], strict=True))
 
         def union():
             got = set()

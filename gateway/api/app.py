@@ -30,6 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.api.calls import CallsResource
 from gateway.api.context import ApiContext, ApiLimits
 from gateway.api.messages import MessagesResource
 from gateway.api.numbers import NumbersResource
@@ -91,6 +92,10 @@ class ApiApp:
         self.route(_BASE + r"/IncomingPhoneNumbers\.json$", {"GET": nums.list})
         self.route(_BASE + r"/IncomingPhoneNumbers/(?P<sid>[^/]+)\.json$",
                    {"GET": nums.fetch, "POST": nums.update})
+        calls = CallsResource(ctx, self.limits)
+        self.route(_BASE + r"/Calls\.json$", {"GET": calls.list, "POST": calls.create})
+        self.route(_BASE + r"/Calls/(?P<sid>[^/]+)\.json$",
+                   {"GET": calls.fetch, "POST": calls.update})
         self.route(r"^/v1/Services/?$", {"GET": svcs.list}, auth="any")
         self.route(r"^/v1/Services/(?P<sid>[^/]+)/?$", {"GET": svcs.fetch}, auth="any")
 

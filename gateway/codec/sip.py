@@ -28,7 +28,7 @@ from gateway.codec.sip_headers import (
 )
 
 __all__ = ["SipError", "Request", "Response", "Message", "parse", "StreamDecoder",
-           "Uri", "NameAddr", "Via", "CSeq", "REASONS"]
+           "Uri", "NameAddr", "Via", "CSeq", "REASONS", "error_response", "split_commas"]
 
 MAX_MESSAGE = 65535
 
@@ -289,6 +289,24 @@ def parse(data: bytes) -> Request | Response:
         rest = rest[:length]
     msg.body = rest
     return msg  # type: ignore[return-value]
+
+
+def error_response(data: bytes, err: SipError) -> Response | None:
+    """Best-effort stateless answer to an unparseable request: the error's status with
+    the raw Via/From/To/Call-ID/CSeq lines copied; None when there is no Via to route
+    it (or the garbage was a response, which is never answered)."""
+    if data.lstrip()[:4].upper() == b"SIP/" or not data.strip():
+        return None
+    resp = Response(err.status, err.reason)
+    head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    for line in head.splitlines()[1:]:
+        name, colon, value = line.partition(":")
+        if colon and name.strip().lower() in _ECHO:
+            resp.add(name.strip(), value.strip().replace("\x00", ""))
+    return resp if resp.get("Via") else None
+
+
+_ECHO = {"via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"}
 
 
 class StreamDecoder:

@@ -146,10 +146,10 @@ class Uri:
         if scheme not in ("sip", "sips"):
             # tel: and unknown schemes: keep opaque, no host semantics
             return cls(scheme=scheme, host="", user=rest.split(";")[0], raw=text)
-        rest, _, hdrs = rest.partition("?")
         userinfo, at, hostpart = rest.rpartition("@")
         if not at:
             hostpart, userinfo = rest, None
+        hostpart, _, hdrs = hostpart.partition("?")
         user = password = None
         if userinfo is not None:
             user, _, pw = userinfo.partition(":")

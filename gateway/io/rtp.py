@@ -35,6 +35,85 @@ class PortsExhausted(OSError):
     """Every port in the configured RTP range is in use."""
 
 
+class _PlayJob:
+    """One ``play`` in progress: the pacer calls ``step`` once per 20 ms tick."""
+
+    __slots__ = ("session", "audio", "pos", "done", "stopped", "first")
+
+    def __init__(self, session: RtpSession, audio: bytes) -> None:
+        self.session, self.audio, self.pos = session, audio, 0
+        self.done = trio.Event()
+        self.stopped = False
+        self.first = True
+
+    def step(self, tick: float) -> bool:
+        """Send the next frame; False once the audio has played out (one tick after the
+        last frame was sent)."""
+        if self.done.is_set():
+            return False
+        s, n = self.session, rtpc.FRAME_SAMPLES
+        if self.pos >= len(self.audio):
+            self.done.set()
+            return False
+        if self.first:
+            s._resume_timestamp(tick)
+        s._send(self.audio[self.pos:self.pos + n], s.payload_type, self.first, s._ts)
+        s._ts = (s._ts + n) & 0xFFFFFFFF
+        s._last_tx = tick
+        self.pos += n
+        self.first = False
+        return True
+
+    def finish(self, stopped: bool) -> None:
+        if not self.done.is_set():
+            self.stopped = stopped
+            self.done.set()
+
+
+class _Pacer:
+    """One task per trio run sends the next frame of every playing session on a shared
+    absolute 20 ms grid (one wakeup per tick for all calls, no drift). When it falls more
+    than 100 ms behind (CPU starved) it re-anchors instead of bursting."""
+
+    def __init__(self) -> None:
+        self.jobs: list[_PlayJob] = []
+        self.running = False
+
+    def add(self, job: _PlayJob) -> None:
+        self.jobs.append(job)
+        if not self.running:
+            self.running = True
+            trio.lowlevel.spawn_system_task(self._loop, name="rtp-pacer")
+
+    async def _loop(self) -> None:
+        try:
+            tick = trio.current_time()
+            while self.jobs:
+                self.jobs = [j for j in self.jobs if j.step(tick)]
+                tick += rtpc.FRAME_SECONDS
+                now = trio.current_time()
+                if now - tick > 0.1:
+                    tick = now
+                await trio.sleep_until(tick)
+        finally:
+            self.running = False
+            for j in self.jobs:
+                j.finish(stopped=True)
+            self.jobs = []
+
+
+_PACER: trio.lowlevel.RunVar = trio.lowlevel.RunVar("rtp_pacer")
+
+
+def _pacer() -> _Pacer:
+    try:
+        return _PACER.get()
+    except LookupError:
+        p = _Pacer()
+        _PACER.set(p)
+        return p
+
+
 class RtpSession:
     _cursor: dict[tuple[str, int, int], int] = {}
 
@@ -58,7 +137,6 @@ class RtpSession:
         self._ts = random.getrandbits(32)
         self._last_tx: float | None = None        # trio time of the last frame's slot
         self._tx_lock = trio.Lock()
-        self._play_scope: trio.CancelScope | None = None
         self._recv_scope = trio.CancelScope()
         self._closed = False
         self._dtmf = rtpc.DtmfReceiver()
@@ -133,11 +211,23 @@ class RtpSession:
 
     async def _recv_loop(self) -> None:
         with self._recv_scope:
-            sock = self._sock
+            raw, burst = self._raw, 0
             try:
                 while True:
-                    data, src = await sock.recvfrom(2048)
-                    self._on_datagram(data, src)
+                    try:
+                        data, src = raw.recvfrom(2048)
+                    except BlockingIOError:
+                        burst = 0
+                        await trio.lowlevel.wait_readable(raw)
+                        continue
+                    try:
+                        self._on_datagram(data, src)
+                    except Exception:                  # a bug must not end the call's media
+                        self.stats["dropped"] += 1
+                    burst += 1
+                    if burst >= 64:                     # a flood must not starve others
+                        burst = 0
+                        await trio.lowlevel.checkpoint()
             except (OSError, trio.ClosedResourceError):
                 pass
             finally:
@@ -271,33 +361,33 @@ class RtpSession:
             self._ts = (self._ts + frames * rtpc.FRAME_SAMPLES) & 0xFFFFFFFF
 
     async def play(self, ulaw: bytes) -> bool:
-        """Send μ-law audio in 20 ms frames on absolute deadlines (PCMA transcoded).
-        Returns False when cut short by ``stop_play``."""
+        """Send μ-law audio in 20 ms frames (PCMA transcoded) on the shared pacer's
+        absolute 20 ms grid; returns when the last frame has played out, or False at
+        once when cut short by ``stop_play``."""
         frame = rtpc.FRAME_SAMPLES
         if len(ulaw) % frame:
             ulaw = bytes(ulaw) + _SILENCE_FRAME[: frame - len(ulaw) % frame]
         if self._alaw:
             ulaw = g711.ulaw_to_alaw(ulaw)
+        if not ulaw:
+            await trio.lowlevel.checkpoint()
+            return True
         async with self._tx_lock:
-            scope = self._play_scope = trio.CancelScope()
-            with scope:
-                t0 = trio.current_time()
-                self._resume_timestamp(t0)
-                for i in range(len(ulaw) // frame):
-                    slot = t0 + i * rtpc.FRAME_SECONDS
-                    await trio.sleep_until(slot)
-                    self._send(ulaw[i * frame:(i + 1) * frame], self.payload_type, i == 0,
-                               self._ts)
-                    self._ts = (self._ts + frame) & 0xFFFFFFFF
-                    self._last_tx = slot
-                await trio.sleep_until(t0 + len(ulaw) // frame * rtpc.FRAME_SECONDS)
-            self._play_scope = None
-            return not scope.cancelled_caught
+            job = self._job = _PlayJob(self, ulaw)
+            _pacer().add(job)
+            try:
+                await job.done.wait()
+            finally:
+                job.finish(stopped=True)
+                self._job = None
+            return not job.stopped
+
+    _job: _PlayJob | None = None
 
     def stop_play(self) -> None:
-        """Barge-in: end the current ``play`` at the next frame boundary."""
-        if self._play_scope is not None:
-            self._play_scope.cancel()
+        """Barge-in: end the current ``play`` now (no further frames are sent)."""
+        if self._job is not None:
+            self._job.finish(stopped=True)
 
     async def send_digits(self, digits: str, duration_ms: int = 100,
                           gap_ms: int = 60) -> None:

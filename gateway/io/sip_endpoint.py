@@ -100,6 +100,7 @@ class OutboundCall(_CallBase):
         self.reason = ""
         self.remote_sdp = b""
         self.progress_sdp = b""
+        self.provisionals: list[int] = []  # every 18x status seen, in order
         self.answered = False
         self.timed_out = False
         self._progress = trio.Event()
@@ -107,6 +108,7 @@ class OutboundCall(_CallBase):
 
     def _on_progress(self, ev: CallProgress) -> None:
         self.status_code, self.reason = ev.status, ev.reason
+        self.provisionals.append(ev.status)
         self.progress_sdp = ev.sdp or self.progress_sdp
         self._progress.set()
 

@@ -24,83 +24,20 @@ Error handling: a timed-out INVITE becomes ``CallRejected(408)``; an unanswered 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import Any
 
-from gateway.codec.sip import Request, Response, SipError, parse
+from gateway.codec.sip import Request, Response, SipError, error_response, parse
 from gateway.proto import sip_auth
-from gateway.proto.sip_dialog import ALLOW, Dialog, new_branch, new_tag, response_to
+from gateway.proto.sip_dialog import (
+    ALLOW, Call, CallAnswered, CallEnded, CallProgress, CallRejected, Dialog, IncomingCall,
+    OptionsDone, new_branch, new_tag, response_to,
+)
 from gateway.proto.sip_transaction import (
     T1, T2, AckIn, ClientTx, Outgoing, RequestIn, ResponseIn, StrayResponse,
     TransactionLayer, TxTimeout,
 )
 
 Addr = tuple[str, int]
-
-
-@dataclass
-class IncomingCall:
-    call_id: str
-    request: Request
-    source: Addr
-
-
-@dataclass
-class CallProgress:
-    call_id: str
-    status: int
-    reason: str
-    sdp: bytes
-
-
-@dataclass
-class CallAnswered:
-    call_id: str
-    sdp: bytes
-
-
-@dataclass
-class CallRejected:
-    call_id: str
-    status: int
-    reason: str
-
-
-@dataclass
-class CallEnded:
-    call_id: str
-    reason: str  # "bye" | "cancel" | "hangup" | "timeout" | "rejected"
-
-
-@dataclass
-class OptionsDone:
-    key: str
-    status: int  # 0 = no answer
-
-
-@dataclass(eq=False)
-class Call:
-    call_id: str
-    role: str  # "uas" | "uac"
-    invite: Request
-    transport: str
-    local_tag: str
-    state: str = "init"  # init, early, answered, confirmed, ended
-    tx: Any = None
-    dialog: Dialog | None = None
-    local_sdp: bytes = b""
-    dest: Addr = ("", 0)
-    auth: tuple[str, str] | None = None
-    auth_tries: int = 0
-    pending_cancel: bool = False
-    canceled: bool = False
-    ack: bytes | None = None
-    ack_dest: Addr = ("", 0)
-    ok: bytes | None = None  # UAS 2xx being retransmitted
-    ok_due: float = 0.0
-    ok_interval: float = T1
-    ok_giveup: float = 0.0
-    forget_at: float | None = None
 
 
 class UaCore:
@@ -154,19 +91,9 @@ class UaCore:
         self._pump(now)
 
     def _answer_garbage(self, data: bytes, err: SipError, source: Addr, transport: str):
-        if data[:4].upper() == b"SIP/" or not data.strip():
-            return
-        resp = Response(err.status, err.reason)
-        try:
-            for line in data.decode("utf-8", "replace").splitlines()[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() in ("via", "v", "from", "f", "to", "t", "call-id", "i",
-                                            "cseq"):
-                    resp.add(name.strip(), value.strip())
-            if resp.get("Via"):
-                self.layer.send_stateless(resp, source, transport)
-        except Exception:  # noqa: BLE001 - garbage stays garbage; nothing to answer
-            pass
+        resp = error_response(data, err)
+        if resp is not None:
+            self.layer.send_stateless(resp, source, transport)
 
     def tick(self, now: float) -> None:
         self.layer.tick(now)

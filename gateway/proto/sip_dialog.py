@@ -7,7 +7,9 @@ in-dialog requests (§12.2.1.1, §16.12) — plus ``response_to`` (a response th
 Via/From/To/Call-ID/CSeq and adds the To tag) and ``new_branch``.
 
 Rules: pure data + functions, no I/O, no clock; randomness comes from the caller's
-``random.Random``. In-dialog requests get ``local_seq + 1``; a request whose CSeq is
+``random.Random``. Also holds ``Call`` (one call's record in the UA core) and the
+core's event types (``IncomingCall``, ``CallProgress``, ``CallAnswered``,
+``CallRejected``, ``CallEnded``, ``OptionsDone``). In-dialog requests get ``local_seq + 1``; a request whose CSeq is
 lower than the remote CSeq seen so far is out of order (the core answers 500).
 """
 
@@ -15,8 +17,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.codec.sip import NameAddr, Request, Response, Uri
+
+from gateway.proto.sip_transaction import T1
+
+Addr = tuple[str, int]
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 
@@ -139,3 +146,69 @@ class Dialog:
 def _untagged(na: NameAddr) -> str:
     params = {k: v for k, v in na.params.items() if k != "tag"}
     return str(NameAddr(na.uri, na.display, params))
+
+
+# --- call records and the UA core's events (gateway.proto.sip_core) -------------------
+@dataclass
+class IncomingCall:
+    call_id: str
+    request: Request
+    source: Addr
+
+
+@dataclass
+class CallProgress:
+    call_id: str
+    status: int
+    reason: str
+    sdp: bytes
+
+
+@dataclass
+class CallAnswered:
+    call_id: str
+    sdp: bytes
+
+
+@dataclass
+class CallRejected:
+    call_id: str
+    status: int
+    reason: str
+
+
+@dataclass
+class CallEnded:
+    call_id: str
+    reason: str  # "bye" | "cancel" | "hangup" | "timeout" | "rejected"
+
+
+@dataclass
+class OptionsDone:
+    key: str
+    status: int  # 0 = no answer
+
+
+@dataclass(eq=False)
+class Call:
+    call_id: str
+    role: str  # "uas" | "uac"
+    invite: Request
+    transport: str
+    local_tag: str
+    state: str = "init"  # init, early, answered, confirmed, ended
+    tx: Any = None
+    dialog: Dialog | None = None
+    local_sdp: bytes = b""
+    dest: Addr = ("", 0)
+    auth: tuple[str, str] | None = None
+    auth_tries: int = 0
+    pending_cancel: bool = False
+    canceled: bool = False
+    ack: bytes | None = None
+    ack_dest: Addr = ("", 0)
+    ok: bytes | None = None  # UAS 2xx being retransmitted
+    ok_due: float = 0.0
+    ok_interval: float = T1
+    ok_giveup: float = 0.0
+    forget_at: float | None = None

@@ -279,9 +279,10 @@ class TransactionLayer:
                 for name, due in sorted(tx.timers.items(), key=lambda kv: kv[1]):
                     if due <= now and tx.timers.get(name) == due:
                         del tx.timers[name]
-                        self._fire(table, key, tx, name, now)
+                        self._fire(table, key, tx, name, due)
 
     def _fire(self, table: dict, key: tuple, tx: _Tx, name: str, now: float) -> None:
+        # ``now`` is the timer's due time, so a late tick does not shift the schedule
         if name in ("A", "G"):
             if tx.last is not None:
                 self._out.append(Outgoing(tx.last, tx.dest, tx.transport))

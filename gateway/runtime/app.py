@@ -33,6 +33,7 @@ from gateway.io.http_client import ClientLimits, HttpClient
 from gateway.io.http_server import HttpServer, ServerLimits
 from gateway.observability.metrics import Metrics, labelled
 from gateway.runtime.carriers import Carriers
+from gateway.runtime.cluster import make_cluster
 from gateway.runtime.dispatcher import Dispatcher
 from gateway.runtime.inbound import Inbound
 from gateway.runtime.messaging import Messaging
@@ -64,6 +65,7 @@ class Gateway:
         self.dispatcher = Dispatcher(self)
         self.messaging = Messaging(self)
         self.inbound = Inbound(self)
+        self.cluster = make_cluster(self)   # scale-out hooks (runtime/cluster.py)
         wh = settings.webhooks
         self.http_client = HttpClient(
             limits=ClientLimits(
@@ -103,6 +105,7 @@ class Gateway:
                 if getattr(self.settings.simulator, "enabled", False):
                     await self._start_simulator(outer)
                 await outer.start(self.webhooks.run)
+                await outer.start(self.cluster.run)   # cluster: sender ownership
                 self.carriers.build_links(self.dispatcher)
                 async with trio.open_nursery() as links:
                     for link in self.carriers.links.values():
@@ -184,7 +187,8 @@ class Gateway:
             self.dispatcher.add_sender(view.phone_number, view.type)
         pending = await self.store.pending_messages()
         for msg in pending:
-            self.messaging.place(msg)
+            if self.cluster.should_load(msg):   # cluster: queued ones are in streams
+                self.messaging.place(msg)
         if pending:
             log.info("loaded pending messages count=%d", len(pending))
 

@@ -96,7 +96,7 @@ class Messaging:
             msg.advance(M.QUEUED, self.gw.now())
             self.gw.store.save_message_nowait(msg)
             self.status_changed(msg)
-        if not self.gw.dispatcher.enqueue(msg):
+        if not self.gw.cluster.route(msg):   # cluster: local queue or the sender's stream
             # only reachable for accepted/scheduled ones (queued were checked before)
             msg.advance(M.FAILED, self.gw.now())
             msg.error_code = errors.QUEUE_OVERFLOW
@@ -159,7 +159,7 @@ class Messaging:
             msg.advance(M.QUEUED, self.gw.now())
             self.gw.store.save_message_nowait(msg)
             self.status_changed(msg)
-            if not self.gw.dispatcher.enqueue(msg):
+            if not self.gw.cluster.route(msg):   # cluster: local queue or stream
                 msg.advance(M.FAILED, self.gw.now())
                 msg.error_code = errors.QUEUE_OVERFLOW
                 self.gw.store.save_message_nowait(msg)
@@ -219,6 +219,7 @@ class Messaging:
     def status_changed(self, msg: Message) -> None:
         gw = self.gw
         gw.count_message(M.INBOUND if msg.direction == M.INBOUND else "outbound", msg.status)
+        gw.cluster.on_status(msg)   # cluster: ack the stream entry once sent/final
         if msg.status not in M.CALLBACK_STATUSES or not msg.status_callback:
             return
         token = gw.auth_token(msg.account_sid)
@@ -235,4 +236,5 @@ class Messaging:
             params.append(("ErrorCode", str(msg.error_code)))
         if msg.raw_dlr_done_date and msg.status in (M.DELIVERED, M.UNDELIVERED):
             params.append(("RawDlrDoneDate", msg.raw_dlr_done_date))
-        gw.webhooks.enqueue(Hook("status", msg.status_callback, "POST", params, token))
+        # cluster: once per (message, status) across gateways
+        gw.cluster.deliver_callback(msg, Hook("status", msg.status_callback, "POST", params, token))

@@ -16,8 +16,9 @@ Rules:
   what has accumulated as one pipeline (group commit: with ``appendfsync always`` Redis
   fsyncs once per event-loop turn, so a batch costs about one fsync). Awaited writes
   return after their pipeline answered; writes from one task apply in issue order.
-- A ``DLR`` map entry written with ``map_carrier_id_nowait`` is visible to
-  ``sid_for_carrier_id`` at once (kept in memory until its batch is acknowledged).
+- Read-your-writes on this gateway: a message saved with ``save_message_nowait`` and a
+  DLR map entry written with ``map_carrier_id_nowait`` are visible to ``get_message`` /
+  ``sid_for_carrier_id`` at once (kept in memory until their batch is answered).
 - TTLs (idempotency keys 24 h, DLR map 72 h) are Redis key expiries (server time).
 - Url query parameters of our own (removed before connecting): ``allow_everysec=1``,
   ``prefix=<key prefix>`` (default ``gw:``; several gateway deployments may share one
@@ -31,7 +32,6 @@ affected writes retried once. A caller cancelled while waiting does not retract 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from urllib.parse import parse_qsl, urlencode
 
@@ -93,15 +93,18 @@ class RedisStore(Store):
         self.keys = R.Keys(self.prefix)
         self._max_batch = max_batch
         self.client: coredis.Redis | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
         self._ops: list[_Op] = []
         self._wake = trio.Event()
         self._idle = trio.Event()
         self._closing = False
         self._pending_map: dict[str, str] = {}
+        self._pending_rows: dict[str, bytes] = {}   # sid -> value saved nowait, not answered
         self._sha: dict[str, str] = {}
+        self._scripts: dict[str, str] = {n: getattr(R, n) for n in ("CREATE", "SAVE", "DELETE")}
         self.batches = 0
         self.ops_written = 0
+        #: ``(msg) -> pipeline step | None``: extra write sent with every create (cluster)
+        self.on_create = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def open(self) -> None:
@@ -110,19 +113,39 @@ class RedisStore(Store):
         kw = {"password": self._password} if self._password else {}
         client = coredis.Redis.from_url(self.url, stream_timeout=10.0, connect_timeout=5.0,
                                         **kw)
-        stack = contextlib.AsyncExitStack()
-        try:
-            await stack.enter_async_context(client)
-            await self._check_durability(client)
-            await self._load_scripts(client)
-            nursery = await stack.enter_async_context(trio.open_nursery())
-        except BaseException as exc:
-            await stack.aclose()
+        self._closing = False
+        self._stop, self._stopped = trio.Event(), trio.Event()
+        ready, box = trio.Event(), {}
+        # the client's task group and the flusher live in a task of their own: callers
+        # may close() from inside other cancel scopes (e.g. a shielded finally)
+        trio.lowlevel.spawn_system_task(self._host, client, ready, box,
+                                        name=f"redis-store:{self.prefix}")
+        await ready.wait()
+        exc = box.get("error")
+        if exc is not None:
             if isinstance(exc, (RedisError, OSError)):
                 raise StoreError(f"cannot open redis store {self.url}: {exc}") from exc
-            raise
-        self.client, self._stack, self._closing = client, stack, False
-        nursery.start_soon(self._flusher)
+            raise exc
+
+    async def _host(self, client, ready: trio.Event, box: dict) -> None:
+        try:
+            async with client:
+                await self._check_durability(client)
+                await self._load_scripts(client)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._flusher)
+                    self.client = client
+                    ready.set()
+                    await self._stop.wait()
+                    nursery.cancel_scope.cancel()
+        except Exception as exc:  # noqa: BLE001 - reported to open() or logged
+            if ready.is_set():
+                log.error("redis store connection task ended: %s", exc)
+            box["error"] = exc
+        finally:
+            self.client = None
+            ready.set()
+            self._stopped.set()
 
     async def _check_durability(self, client) -> None:
         try:
@@ -144,24 +167,35 @@ class RedisStore(Store):
             "always' (or accept a ~1 s loss window with ?allow_everysec=1 on the store url)")
 
     async def _load_scripts(self, client) -> None:
-        for name in ("CREATE", "SAVE", "DELETE"):
-            sha = await client.script_load(getattr(R, name))
+        for name, source in self._scripts.items():
+            sha = await client.script_load(source)
             self._sha[name] = sha.decode() if isinstance(sha, bytes) else sha
+
+    async def register_script(self, name: str, source: str) -> str:
+        """Load a Lua script now and again after a Redis restart; returns its sha."""
+        self._scripts[name] = source
+        await self._load_scripts(self._c())
+        return self._sha[name]
+
+    async def evalsha(self, name: str, keys: list, args: list):
+        """Run a registered script now (not batched), reloading it after NOSCRIPT."""
+        try:
+            return await self._c().evalsha(self._sha[name], keys, args)
+        except NoScriptError:
+            await self._load_scripts(self._c())
+            return await self._c().evalsha(self._sha[name], keys, args)
 
     async def close(self) -> None:
         if self.client is None:
             return
         self._closing = True
         self._wake.set()
-        stack, self._stack = self._stack, None
         with trio.move_on_after(10):
             while self._ops:
                 self._idle = trio.Event()
                 await self._idle.wait()
-        self.client = None
-        # exited here, not inside a new cancel scope: the nursery and the client's task
-        # group were entered in open() and must unwind in LIFO order
-        await stack.aclose()
+        self._stop.set()
+        await self._stopped.wait()
 
     def _c(self) -> coredis.Redis:
         if self.client is None or self._closing:
@@ -174,6 +208,11 @@ class RedisStore(Store):
         self._ops.append(op)
         self._wake.set()
         return op
+
+    def push_nowait(self, build, on_done=None) -> None:
+        """Queue ``build(pipeline) -> request`` for the next batch; ``on_done(result,
+        error)`` runs when it was answered (cluster steps: XADD, XACK, SET NX)."""
+        self._push(_Op(build, on_done, waited=False))
 
     async def _submit(self, build, on_done=None):
         op = self._push(_Op(build, on_done))
@@ -256,7 +295,14 @@ class RedisStore(Store):
             keys.append(self.keys.idem(msg.account_sid, idempotency_key))
         args = [msg.sid, msg.status, R.pclass(msg.status), R.blob_of(msg),
                 int(IDEMPOTENCY_TTL * 1000), self.keys.msg_prefix]
-        res = await self._submit(self._eval("CREATE", keys, args))
+        op = self._push(_Op(self._eval("CREATE", keys, args)))
+        extra = self.on_create(msg) if self.on_create is not None else None
+        if extra is not None:                    # same pipeline: acknowledged together
+            self._push(_Op(extra))
+        await op.done.wait()
+        if op.error is not None:
+            raise op.error
+        res = op.result
         if int(res[0]) == 1:
             msg.seq = int(res[1])
             return msg, True
@@ -273,10 +319,18 @@ class RedisStore(Store):
             msg.seq = abs(seq)
 
     def save_message_nowait(self, msg: Message) -> None:
+        sid = msg.sid
+        # read-your-writes: get_message sees this value before its batch is answered
+        value = b"%d|%s|" % (max(0, msg.seq), msg.status.encode()) + R.blob_of(msg)
+        self._pending_rows[sid] = value
+
         def done(result, error):
+            if self._pending_rows.get(sid) is value:
+                del self._pending_rows[sid]
             if error is None and msg.seq <= 0:
                 msg.seq = abs(int(result))
-        self._push(_Op(self._save_build(msg), done if msg.seq <= 0 else None, waited=False))
+
+        self._push(_Op(self._save_build(msg), done, waited=False))
 
     async def delete_message(self, sid: str) -> bool:
         msg = await self.get_message(sid)
@@ -295,8 +349,14 @@ class RedisStore(Store):
             raise StoreError(f"redis read failed: {exc}") from exc
 
     async def get_message(self, sid: str) -> Message | None:
-        value = await self._read(self._c().get(self.keys.msg(sid)))
+        value = self._pending_rows.get(sid)
+        if value is None:
+            value = await self._read(self._c().get(self.keys.msg(sid)))
         return R.msg_of(value) if value is not None else None
+
+    async def get_messages(self, sids) -> list[Message]:
+        """The stored messages among ``sids`` (missing ones left out), in that order."""
+        return await self._fetch(sids)
 
     async def _fetch(self, sids) -> list[Message]:
         out = []

@@ -291,3 +291,19 @@ async def test_port_range_skips_busy_ports_and_reports_exhaustion():
             await s.close()
     finally:
         holder.close()
+
+
+async def test_open_without_nursery_receives_and_close_stops(autojump_clock):
+    a, b = RtpSession("127.0.0.1"), RtpSession("127.0.0.1")
+    pa, pb = await a.open(), await b.open()          # receive loops as system tasks
+    try:
+        a.set_remote(("127.0.0.1", pb), 0)
+        b.set_remote(("127.0.0.1", pa), 0)
+        with trio.fail_after(5):
+            await a.send_digits("4")
+            assert await b.digits.receive() == "4"
+    finally:
+        await a.close()
+        await b.close()
+    with pytest.raises(trio.EndOfChannel):
+        await b.digits.receive()                     # closed with the session

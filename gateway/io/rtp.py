@@ -1,18 +1,19 @@
 """RtpSession: one G.711 RTP stream on a trio UDP socket (RFC 3550 / 3551 / 4733).
 
 Owns: binding a port from a configured range, the receive loop (symmetric-RTP latching,
-RFC 4733 digits, reorder-and-record), paced playback (absolute 20 ms deadlines, so no
-drift), barge-in (``stop_play``), sending digits, silence detection and ``stats``.
+RFC 4733 digits, reorder-and-record), paced playback, barge-in (``stop_play``), sending
+digits, silence detection and ``stats``; ``_Pacer``, the one task per trio run that sends
+every playing session's next frame on a shared absolute 20 ms grid (no drift, one wakeup
+per tick for all calls).
 
-Rules: one socket per session; the receive loop runs as a task in the nursery given to
-``open`` (or a trio system task when none is given) and ends on ``close``. Only one sender
-at a time (play and send_digits share a lock). Timestamps follow wall time across pauses.
-Symmetric RTP: the first packet from an address other than the SDP one latches the remote
-(NAT); afterwards packets from other sources are dropped.
+Rules: one socket per session, remote addresses are IP literals (from SDP; no DNS here).
+The receive loop runs in the nursery given to ``open`` (else as a trio system task) and
+ends on ``close``. One sender at a time (play and send_digits share a lock). Timestamps
+follow wall time across pauses. Symmetric RTP: the first packet from an address other
+than the SDP one latches the remote (NAT); later packets from other sources are dropped.
 Error handling: undecodable or foreign packets are dropped and counted; send errors (ICMP
-unreachable) are counted, never raised; receive-loop errors end the loop, not the process.
+unreachable) are counted, never raised; no retries.
 """
-
 from __future__ import annotations
 
 import errno

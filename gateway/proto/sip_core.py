@@ -30,7 +30,7 @@ from gateway.codec.sip import Request, Response, SipError, error_response, parse
 from gateway.proto import sip_auth
 from gateway.proto.sip_dialog import (
     ALLOW, Call, CallAnswered, CallEnded, CallProgress, CallRejected, Dialog, IncomingCall,
-    OptionsDone, new_branch, new_tag, response_to,
+    OptionsDone, cancel_for, new_branch, new_tag, options_request, response_to,
 )
 from gateway.proto.sip_transaction import (
     T1, T2, AckIn, ClientTx, Outgoing, RequestIn, ResponseIn, StrayResponse,
@@ -346,16 +346,7 @@ class UaCore:
         return True
 
     def _send_cancel(self, call: Call, now: float) -> None:
-        inv = call.invite
-        cancel = Request("CANCEL", inv.uri)
-        cancel.add("Via", inv.get_all("Via")[0])
-        for r in inv.get_all("Route"):
-            cancel.add("Route", r)
-        cancel.add("Max-Forwards", "70")
-        for n in ("From", "To", "Call-ID"):
-            cancel.add(n, inv.get(n) or "")
-        cancel.add("CSeq", f"{inv.cseq.seq} CANCEL")
-        tx = self.layer.send_request(cancel, call.dest, call.transport, now)
+        tx = self.layer.send_request(cancel_for(call.invite), call.dest, call.transport, now)
         tx.owner = ("cancel", call)
 
     def cancel(self, call_id: str, now: float) -> None:
@@ -393,14 +384,8 @@ class UaCore:
     # --- OPTIONS probe -----------------------------------------------------------
     def options(self, dest: Addr, now: float, *, transport: str = "UDP") -> str:
         key = f"{self.rng.getrandbits(64):016x}"
-        req = Request("OPTIONS", f"sip:{dest[0]}:{dest[1]}")
-        req.add("Via", self._via(transport))
-        req.add("Max-Forwards", "70")
-        req.add("From", f"<sip:ping@{self.public_host}>;tag={new_tag(self.rng)}")
-        req.add("To", f"<sip:{dest[0]}:{dest[1]}>")
-        req.add("Call-ID", f"{key}@{self.public_host}")
-        req.add("CSeq", "1 OPTIONS")
-        req.add("Accept", "application/sdp")
+        req = options_request(dest, self._via(transport), f"{key}@{self.public_host}",
+                              f"<sip:ping@{self.public_host}>;tag={new_tag(self.rng)}")
         req.add("User-Agent", self.user_agent)
         tx = self.layer.send_request(req, dest, transport, now)
         tx.owner = ("options", key)

@@ -57,6 +57,32 @@ def response_to(req: Request, status: int, reason: str | None = None, *,
     return resp
 
 
+def cancel_for(inv: Request) -> Request:
+    """CANCEL for a pending INVITE (§9.1): same Request-URI, top Via, Route, From, To,
+    Call-ID and CSeq number."""
+    cancel = Request("CANCEL", inv.uri)
+    cancel.add("Via", inv.get_all("Via")[0])
+    for r in inv.get_all("Route"):
+        cancel.add("Route", r)
+    cancel.add("Max-Forwards", "70")
+    for n in ("From", "To", "Call-ID"):
+        cancel.add(n, inv.get(n) or "")
+    cancel.add("CSeq", f"{inv.cseq.seq} CANCEL")
+    return cancel
+
+
+def options_request(dest: tuple[str, int], via: str, call_id: str, from_: str) -> Request:
+    req = Request("OPTIONS", f"sip:{dest[0]}:{dest[1]}")
+    req.add("Via", via)
+    req.add("Max-Forwards", "70")
+    req.add("From", from_)
+    req.add("To", f"<sip:{dest[0]}:{dest[1]}>")
+    req.add("Call-ID", call_id)
+    req.add("CSeq", "1 OPTIONS")
+    req.add("Accept", "application/sdp")
+    return req
+
+
 @dataclass
 class Dialog:
     call_id: str

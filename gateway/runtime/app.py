@@ -38,6 +38,7 @@ from gateway.runtime.dispatcher import Dispatcher
 from gateway.runtime.inbound import Inbound
 from gateway.runtime.messaging import Messaging
 from gateway.runtime.numbers import NumberRegistry
+from gateway.runtime.voice import VoiceService
 from gateway.runtime.webhooks import WebhookSender
 from gateway.store import open_store
 
@@ -76,6 +77,7 @@ class Gateway:
             allow_private=wh.allow_private,
         )
         self.webhooks = WebhookSender(self.http_client, max_attempts=wh.max_attempts, metrics=self.metrics)
+        self.voice = VoiceService(self)    # started in run() when voice is configured
         self.api = ApiApp(self, observe=self._observe_api)
         self.server: HttpServer | None = None
         self.simulator = None
@@ -105,6 +107,8 @@ class Gateway:
                 if getattr(self.settings.simulator, "enabled", False):
                     await self._start_simulator(outer)
                 await outer.start(self.webhooks.run)
+                if VoiceService.wanted(self.settings):
+                    await outer.start(self.voice.run)
                 await outer.start(self.cluster.run)   # cluster: sender ownership
                 self.carriers.build_links(self.dispatcher)
                 async with trio.open_nursery() as links:
@@ -342,6 +346,20 @@ class Gateway:
 
     def carriers_admin(self) -> list[dict]:
         return self.carriers.admin()
+
+    # -- Calls (CallsContext, delegated to the voice service) ---------------------------
+    async def create_call(self, call):
+        return await self.voice.create_call(call)
+
+    async def get_call(self, sid: str):
+        return await self.voice.get_call(sid)
+
+    async def list_calls(self, account_sid: str):
+        return await self.voice.list_calls(account_sid)
+
+    async def update_call(self, call, *, status=None, url=None, method="POST", twiml=None):
+        return await self.voice.update_call(call, status=status, url=url, method=method,
+                                            twiml=twiml)
 
     def metrics_exposition(self) -> tuple[bytes, str]:
         return self.metrics.exposition()

@@ -123,9 +123,17 @@ class Carriers:
                 "health": round(self.healths[c.name].score(now), 3),
             }
             if getattr(c, "sip", None) is not None:
-                entry["sip"] = "down"
+                entry["sip"] = "up" if self._sip_up.get(c.name) else "down"
             out[c.name] = entry
         return out
+
+    _sip_up: dict = {}
+
+    def set_sip_state(self, name: str, up: bool) -> None:
+        """The voice service's OPTIONS probe result for a carrier's SIP trunk."""
+        if not self._sip_up:
+            self._sip_up = {}
+        self._sip_up[name] = up
 
     def admin(self) -> list[dict]:
         now = trio.current_time()

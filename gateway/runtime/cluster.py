@@ -39,7 +39,7 @@ import secrets
 import zlib
 
 import trio
-from coredis.exceptions import RedisError, ResponseError
+from coredis.exceptions import RedisError, StreamDuplicateConsumerGroupError
 from coredis.tokens import PureToken
 
 from gateway.core import errors, message as M
@@ -174,9 +174,8 @@ class RedisCluster(LocalCluster):
         for number in self.senders():
             try:
                 await c.xgroup_create(self.stream(number), GROUP, "0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            except StreamDuplicateConsumerGroupError:
+                pass                                 # another gateway created it
         await self._tick(acquire=False)              # announce ourselves, take nothing yet
         try:
             async with trio.open_nursery() as nursery:

@@ -68,6 +68,7 @@ class _Active:
     def __init__(self, call: C.Call):
         self.call = call
         self.scope = trio.CancelScope()
+        self.t0 = trio.current_time()
         self.leg: MediaLeg | None = None
         self.interp: Interpreter | None = None
 
@@ -186,6 +187,8 @@ class VoiceService:
     def _final(self, call: C.Call, status: str) -> None:
         if call.final:
             return
+        if not C.can_move(call.status, status):
+            status = C.COMPLETED if call.status == C.IN_PROGRESS else C.FAILED
         self._move(call, status)
         direction = "inbound" if call.direction == C.INBOUND else "outbound"
         self.gw.metrics.calls.labels(direction, call.status).inc()
@@ -205,6 +208,10 @@ class VoiceService:
                                       call.status_callback_method, params, token))
 
     def on_answered(self, call: C.Call) -> None:
+        act = self.active.get(call.sid)
+        if act is not None and call.direction == C.INBOUND:
+            self.gw.metrics.call_setup_duration.labels("inbound").observe(
+                trio.current_time() - act.t0)
         self._move(call, C.IN_PROGRESS)
 
     def on_rejected(self, call: C.Call, status: str) -> None:
@@ -256,7 +263,6 @@ class VoiceService:
         await inv.ringing()
         act = self.active[call.sid] = _Active(call)
         self.gw.metrics.calls_active.inc()
-        t0 = trio.current_time()
         try:
             await self.save(call)
             async with trio.open_nursery() as n:
@@ -276,8 +282,6 @@ class VoiceService:
                 act.interp = self._interpreter(leg)
                 n.start_soon(leg.watch)
                 await act.interp.run(Next(call.url, call.method))
-                if leg.answered:
-                    self.gw.metrics.call_setup_duration.labels("inbound").observe(0.0)
                 await rtp.close()
                 n.cancel_scope.cancel()
             if not call.final:
@@ -286,7 +290,6 @@ class VoiceService:
             log.exception("inbound call sid=%s failed", call.sid)
             self._final(call, C.COMPLETED if call.status == C.IN_PROGRESS else C.FAILED)
         finally:
-            del t0
             self.gw.metrics.calls_active.dec()
             self.active.pop(call.sid, None)
             with trio.CancelScope(shield=True):
@@ -331,8 +334,13 @@ class VoiceService:
                 from_user=call.from_, sdp_offer=offer, timeout=timeout,
                 transport=trunk.transport)
             progress = None
-            with trio.move_on_after(self.setup_timeout):
-                progress = await out.wait_progress()
+            try:
+                with trio.move_on_after(self.setup_timeout):
+                    progress = await out.wait_progress()
+            except trio.Cancelled:
+                with trio.CancelScope(shield=True):
+                    await out.cancel()
+                raise
             if progress in ("ringing", "answered"):
                 call.carrier, call.sip_call_id = name, out.call_id
                 return out, None
@@ -396,9 +404,8 @@ class VoiceService:
                 await leg.send_digits(call.send_digits)
             act.interp = self._interpreter(leg)
             with trio.move_on_after(call.time_limit):
-                await act.interp.run(Next(call.url, call.method, twiml=call.twiml)
-                                     if call.twiml is None or call.url else
-                                     Next(twiml=call.twiml))
+                await act.interp.run(Next(call.url, call.method) if call.url
+                                     else Next(twiml=call.twiml))
             await leg.hangup()
             self._final(call, C.COMPLETED)
         finally:
@@ -478,6 +485,7 @@ class VoiceService:
                 log.info("sip trunk carrier=%s %s (status %s)", name, "up" if ok else "down",
                          status)
             self.sip_up[name] = ok
+            self.gw.carriers.set_sip_state(name, ok)
             self.gw.carriers.healths[name].on_options(ok, rtt if ok else None,
                                                       trio.current_time())
             await trio.sleep(trunk.options_interval)

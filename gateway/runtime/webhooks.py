@@ -128,7 +128,7 @@ class WebhookSender:
         self.workers = workers
         self.metrics = metrics
         self._queue: deque[Hook] = deque()
-        self._wake = trio.Event()
+        self._idle = trio.lowlevel.ParkingLot()   # workers waiting for a hook
         self._timers: list[tuple[float, int, Hook]] = []
         self._timer_wake = trio.Event()
         self._counter = itertools.count()
@@ -142,7 +142,8 @@ class WebhookSender:
     def enqueue(self, hook: Hook) -> None:
         self.pending += 1
         self._queue.append(hook)
-        self._wake.set()
+        if self._idle:
+            self._idle.unpark(count=1)     # one worker per hook, no thundering herd
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -162,8 +163,7 @@ class WebhookSender:
     async def _worker(self) -> None:
         while True:
             while not self._queue:
-                self._wake = trio.Event() if self._wake.is_set() else self._wake
-                await self._wake.wait()
+                await self._idle.park()
             hook = self._queue.popleft()
             await self._attempt(hook)
 
@@ -216,7 +216,8 @@ class WebhookSender:
                 continue
             _, _, hook = heapq.heappop(self._timers)
             self._queue.append(hook)
-            self._wake.set()
+            if self._idle:
+                self._idle.unpark(count=1)
 
     # -- request/response (inbound SMS, redirects) -------------------------------------
     async def call(self, hook: Hook) -> HookResult:

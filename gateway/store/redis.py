@@ -141,6 +141,8 @@ class RedisStore(Store):
         except Exception as exc:  # noqa: BLE001 - reported to open() or logged
             if ready.is_set():
                 log.error("redis store connection task ended: %s", exc)
+            while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                exc = exc.exceptions[0]              # the task group wraps what we raised
             box["error"] = exc
         finally:
             self.client = None

@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass, field
 
 
-
 class SipError(ValueError):
     """A message (or header) we cannot accept; ``status`` is the SIP response to send
     back (400 for malformed, 505 for a wrong version, 513 for too large, ...)."""

@@ -30,7 +30,13 @@ import trio
 
 from gateway.codec.sip import Request, SipError, StreamDecoder
 from gateway.proto.sip_core import (
-    CallAnswered, CallEnded, CallProgress, CallRejected, IncomingCall, OptionsDone, UaCore,
+    CallAnswered,
+    CallEnded,
+    CallProgress,
+    CallRejected,
+    IncomingCall,
+    OptionsDone,
+    UaCore,
 )
 
 log = logging.getLogger("gateway.sip")
@@ -207,7 +213,7 @@ class SipUA:
                 try:
                     msgs = dec.feed(chunk)
                 except SipError as e:
-                    self.core._answer_garbage(bytes(chunk), e, peer, "TCP")
+                    self.core.answer_garbage(bytes(chunk), e, peer, "TCP")
                     await self._flush()
                     return
                 for msg in msgs:

@@ -29,12 +29,33 @@ from typing import Any
 from gateway.codec.sip import Request, Response, SipError, error_response, parse
 from gateway.proto import sip_auth
 from gateway.proto.sip_dialog import (
-    ALLOW, Call, CallAnswered, CallEnded, CallProgress, CallRejected, Dialog, IncomingCall,
-    OptionsDone, cancel_for, new_branch, new_tag, options_request, response_to,
+    ALLOW,
+    Call,
+    CallAnswered,
+    CallEnded,
+    CallProgress,
+    CallRejected,
+    Dialog,
+    IncomingCall,
+    OptionsDone,
+    cancel_for,
+    invite_request,
+    new_branch,
+    new_tag,
+    options_request,
+    response_to,
 )
 from gateway.proto.sip_transaction import (
-    T1, T2, AckIn, ClientTx, Outgoing, RequestIn, ResponseIn, StrayResponse,
-    TransactionLayer, TxTimeout,
+    T1,
+    T2,
+    AckIn,
+    ClientTx,
+    Outgoing,
+    RequestIn,
+    ResponseIn,
+    StrayResponse,
+    TransactionLayer,
+    TxTimeout,
 )
 
 Addr = tuple[str, int]
@@ -53,7 +74,7 @@ class UaCore:
         self._events: list[Any] = []
 
     # --- plumbing ----------------------------------------------------------------
-    def data_to_send(self) -> list[Outgoing]:
+    def data_to_send(self) -> list[Outgoing]:  # what to put on the wire, in order
         return self.layer.data_to_send()
 
     def next_events(self) -> list[Any]:
@@ -62,7 +83,7 @@ class UaCore:
 
     def next_deadline(self) -> float | None:
         dues = [d for d in (self.layer.next_deadline(),) if d is not None]
-        dues += [c.ok_due for c in self.calls.values() if c.ok is not None]
+        dues += [min(c.ok_due, c.ok_giveup) for c in self.calls.values() if c.ok is not None]
         dues += [c.forget_at if c.forget_at is not None else 0.0
                  for c in self.calls.values() if c.state == "ended"]
         return min(dues) if dues else None
@@ -80,9 +101,7 @@ class UaCore:
         try:
             msg = parse(data)
         except SipError as e:
-            self.bad_messages += 1
-            self._answer_garbage(data, e, source, transport)
-            return
+            return self.answer_garbage(data, e, source, transport)
         self.receive_message(msg, source, transport, now)
 
     def receive_message(self, msg: Request | Response, source: Addr, transport: str,
@@ -90,9 +109,10 @@ class UaCore:
         self.layer.receive(msg, source, transport, now)
         self._pump(now)
 
-    def _answer_garbage(self, data: bytes, err: SipError, source: Addr, transport: str):
-        resp = error_response(data, err)
-        if resp is not None:
+    def answer_garbage(self, data: bytes, err: SipError, source: Addr, transport: str) -> None:
+        """Count it; answer statelessly with err.status when a Via lets us route it."""
+        self.bad_messages += 1
+        if (resp := error_response(data, err)) is not None:
             self.layer.send_stateless(resp, source, transport)
 
     def tick(self, now: float) -> None:
@@ -104,15 +124,14 @@ class UaCore:
                 elif now >= call.forget_at:
                     del self.calls[call.call_id]
                 continue
-            if call.ok is not None and now >= call.ok_due:
-                if now >= call.ok_giveup:  # no ACK for our 2xx: hang up (§13.3.1.4)
-                    call.ok = None
-                    self._send_bye(call, now)
-                    self._end(call, "timeout")
-                    continue
+            if call.ok is not None and now >= call.ok_giveup:  # no ACK: hang up (§13.3.1.4)
+                call.ok = None
+                self._send_bye(call, now)
+                self._end(call, "timeout")
+            elif call.ok is not None and now >= call.ok_due:
                 self.layer._out.append(Outgoing(call.ok, call.tx.dest, call.transport))
                 call.ok_interval = min(call.ok_interval * 2, T2)
-                call.ok_due = now + call.ok_interval
+                call.ok_due += call.ok_interval
         self._pump(now)
 
     def _end(self, call: Call, reason: str) -> None:
@@ -120,9 +139,6 @@ class UaCore:
             call.state = "ended"
             call.ok = None
             self._events.append(CallEnded(call.call_id, reason))
-
-    def forget(self, call_id: str) -> None:
-        self.calls.pop(call_id, None)
 
     # --- layer events ------------------------------------------------------------
     def _pump(self, now: float) -> None:
@@ -303,20 +319,10 @@ class UaCore:
                headers: list[tuple[str, str]] | None = None, call_id: str | None = None) -> str:
         call_id = call_id or f"{self.rng.getrandbits(96):024x}@{self.public_host}"
         tag = new_tag(self.rng)
-        req = Request("INVITE", to_uri)
-        req.add("Via", self._via(transport))
-        req.add("Max-Forwards", "70")
-        req.add("From", f"<sip:{from_user}@{self.public_host}>;tag={tag}")
-        req.add("To", f"<{to_uri}>")
-        req.add("Call-ID", call_id)
-        req.add("CSeq", f"{self.rng.randint(1, 9999)} INVITE")
-        req.add("Contact", self._contact(from_user, transport))
-        req.add("Allow", ALLOW)
-        req.add("User-Agent", self.user_agent)
-        for n, v in headers or []:
-            req.add(n, v)
-        req.add("Content-Type", "application/sdp")
-        req.body = sdp
+        req = invite_request(to_uri, self._via(transport), f"<sip:{from_user}@{self.public_host}>"
+                             f";tag={tag}", call_id, self.rng.randint(1, 9999),
+                             self._contact(from_user, transport), sdp,
+                             [("User-Agent", self.user_agent), *(headers or [])])
         call = Call(call_id, "uac", req, transport, tag, dest=dest, auth=auth, local_sdp=sdp)
         self.calls[call_id] = call
         self._send_invite(call, now)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.codec.sip import NameAddr, Request, Response, Uri
-
 from gateway.proto.sip_transaction import T1
 
 Addr = tuple[str, int]
@@ -69,6 +68,17 @@ def cancel_for(inv: Request) -> Request:
         cancel.add(n, inv.get(n) or "")
     cancel.add("CSeq", f"{inv.cseq.seq} CANCEL")
     return cancel
+
+
+def invite_request(to_uri: str, via: str, from_: str, call_id: str, seq: int, contact: str,
+                   sdp: bytes, headers: list[tuple[str, str]]) -> Request:
+    req = Request("INVITE", to_uri)
+    for n, v in [("Via", via), ("Max-Forwards", "70"), ("From", from_), ("To", f"<{to_uri}>"),
+                 ("Call-ID", call_id), ("CSeq", f"{seq} INVITE"), ("Contact", contact),
+                 ("Allow", ALLOW), *headers, ("Content-Type", "application/sdp")]:
+        req.add(n, v)
+    req.body = sdp
+    return req
 
 
 def options_request(dest: tuple[str, int], via: str, call_id: str, from_: str) -> Request:

@@ -36,10 +36,12 @@ import trio
 
 from gateway.core import signature
 from gateway.io.http_client import HttpClient, HttpClientError
+from gateway.io.http_pipeline import request_many
 from gateway.observability.metrics import labelled
 
 log = logging.getLogger("gateway.webhooks")
 
+PIPELINE_MAX = 32         # status callbacks written per connection per send
 RETRY_BASE_S = 0.5
 RETRY_CAP_S = 30.0
 
@@ -74,6 +76,16 @@ class WebhookError(Exception):
 def _split(url: str):
     """(URL without its override fragment, parsed overrides); cached per URL."""
     return signature.strip_fragment(url)[0], signature.parse_overrides(url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _origin(url: str) -> str | None:
+    """``scheme://host:port`` of a plain http(s) URL, None when it carries an override
+    fragment (its own timeouts and retry policy: never pipelined)."""
+    if "#" in url or not url.startswith(("http://", "https://")):
+        return None
+    end = url.find("/", url.find("//") + 2)
+    return url if end < 0 else url[:end]
 
 
 _SAFE = re.compile(r"[A-Za-z0-9_.\-~]*")
@@ -161,26 +173,52 @@ class WebhookSender:
         return False
 
     async def _worker(self) -> None:
+        queue = self._queue
         while True:
-            while not self._queue:
+            while not queue:
                 await self._idle.park()
-            hook = self._queue.popleft()
-            await self._attempt(hook)
+            hook = queue.popleft()
+            origin = _origin(hook.url)
+            if origin is None or not queue:
+                await self._attempt([hook])
+                continue
+            # pipeline: the hooks queued right behind it for the same receiver
+            batch = [hook]
+            while queue and len(batch) < PIPELINE_MAX and _origin(queue[0].url) == origin:
+                batch.append(queue.popleft())
+            await self._attempt(batch)
 
-    async def _attempt(self, hook: Hook) -> None:
-        url, ov = _split(hook.url)
+    async def _attempt(self, hooks: list[Hook]) -> None:
+        url0, ov = _split(hooks[0].url)
+        t0 = time.perf_counter()
+        if len(hooks) == 1:
+            try:
+                results: list = [await self._send(hooks[0], url0, ov)]
+            except HttpClientError as e:
+                results = [e]
+        else:
+            reqs = []
+            for hook in hooks:
+                url = _split(hook.url)[0]
+                reqs.append((url, self._headers(hook, url, True), form_encode(hook.params)))
+            results = await request_many(
+                self.client, "POST", reqs, connect_timeout=ov.ct / 1000.0,
+                read_timeout=ov.rt / 1000.0, total_timeout=ov.tt / 1000.0,
+            )
+        elapsed = (time.perf_counter() - t0) / len(hooks)
+        for hook, res in zip(hooks, results):
+            self._observe(hook.kind, elapsed)
+            self._outcome(hook, res)
+
+    def _outcome(self, hook: Hook, res) -> None:
+        _, ov = _split(hook.url)
         attempts = ov.rc + 1 if "rc" in ov.present else self.max_attempts
         policy = ov.rp if "rp" in ov.present else {"ct", "rt", "5xx"}
         hook.attempt += 1
-        t0 = time.perf_counter()
-        exc: BaseException | None = None
-        status: int | None = None
-        try:
-            resp = await self._send(hook, url, ov)
-            status = resp.status
-        except HttpClientError as e:
-            exc = e
-        self._observe(hook.kind, time.perf_counter() - t0)
+        if isinstance(res, HttpClientError):
+            exc, status = res, None
+        else:
+            exc, status = None, res.status
         kind = _retry_kind(exc, status)
         if kind is None:
             self.pending -= 1
@@ -255,7 +293,7 @@ class WebhookSender:
         raise last or WebhookError(11200, "no attempt made")
 
     # -- shared ----------------------------------------------------------------------
-    async def _send(self, hook: Hook, url: str, ov):
+    def _headers(self, hook: Hook, url: str, form: bool) -> list[tuple[str, str]]:
         sig = sign(hook.token, url, hook.params if hook.method == "POST" else [])
         headers = [
             ("X-Twilio-Signature", sig),
@@ -263,14 +301,20 @@ class WebhookSender:
             ("User-Agent", "TwilioProxy/1.1"),
             ("Accept", "*/*"),
         ]
+        if form:
+            headers.append(("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"))
+        return headers
+
+    async def _send(self, hook: Hook, url: str, ov):
         timeouts = dict(
             connect_timeout=ov.ct / 1000.0, read_timeout=ov.rt / 1000.0, total_timeout=ov.tt / 1000.0
         )
         if hook.method == "GET":
+            headers = self._headers(hook, url, False)
             sep = "&" if "?" in url else "?"
             target = url + sep + form_encode(hook.params).decode() if hook.params else url
             return await self.client.request("GET", target, headers=headers, body=b"", **timeouts)
-        headers.append(("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"))
+        headers = self._headers(hook, url, True)
         body = form_encode(hook.params)
         return await self.client.request("POST", url, headers=headers, body=body, **timeouts)
 

@@ -315,3 +315,27 @@ async def test_sipua_calls_sipp_uas(tmp_path):
             assert result["rc"] == 0
             assert result["rows"][-1]["SuccessfulCall(C)"] == "1"
             n.cancel_scope.cancel()
+
+
+async def test_tcp_framing_options_then_garbage_400_and_close():
+    with trio.fail_after(5):
+        async with trio.open_nursery() as n:
+            b = await _ua(n)
+            stream = await trio.open_tcp_stream("127.0.0.1", b.port)
+            port = stream.socket.getsockname()[1]
+            opt = (f"OPTIONS sip:127.0.0.1:{b.port} SIP/2.0\r\n"
+                   f"v: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bKtcp1\r\n"
+                   "f: <sip:p@x>;tag=1\r\nt: <sip:q@y>\r\ni: tcp1\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n")
+            await stream.send_all(opt.encode()[:20])  # split across segments
+            await stream.send_all(opt.encode()[20:])
+            dec, got = sip.StreamDecoder(), []
+            while not got:
+                got = dec.feed(await stream.receive_some(65536))
+            assert got[0].status == 200 and got[0].call_id == "tcp1"
+            await stream.send_all(opt.replace("CSeq: 1 OPTIONS", "CSeq: x").encode())
+            data = b""
+            async for chunk in stream:  # 400, then the UA closes the connection
+                data += chunk
+            assert data.startswith(b"SIP/2.0 400 ") and b"Call-ID: tcp1" in data
+            await stream.aclose()
+            n.cancel_scope.cancel()

@@ -7,7 +7,13 @@ import random
 from gateway.codec import sip
 from gateway.proto.sip_core import UaCore
 from gateway.proto.sip_dialog import (
-    CallAnswered, CallEnded, CallProgress, CallRejected, Dialog, IncomingCall, OptionsDone,
+    CallAnswered,
+    CallEnded,
+    CallProgress,
+    CallRejected,
+    Dialog,
+    IncomingCall,
+    OptionsDone,
     response_to,
 )
 

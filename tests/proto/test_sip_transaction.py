@@ -9,7 +9,12 @@ import pytest
 from gateway.codec import sip
 from gateway.proto.sip_dialog import response_to
 from gateway.proto.sip_transaction import (
-    AckIn, RequestIn, ResponseIn, StrayResponse, TransactionLayer, TxTimeout,
+    AckIn,
+    RequestIn,
+    ResponseIn,
+    StrayResponse,
+    TransactionLayer,
+    TxTimeout,
 )
 
 PEER = ("127.0.0.1", 5070)

@@ -1,0 +1,193 @@
+"""HTTP/1.1 pipelining over the client's keep-alive pool: many requests to one origin
+written with one send, their responses read back in order from the same connection.
+
+Status callbacks are independent, idempotent POSTs to (usually) one receiver: sending a
+batch per write turns 2 syscalls and a scheduler round per callback into 2 per batch.
+
+Rules:
+- All requests of a batch go to one origin (scheme, host, port); paths may differ.
+- Results come back in request order: a ``ClientResponse`` or the ``HttpClientError``
+  that request got. When the connection closes or breaks mid-batch, every request
+  without a response gets a ``ProtocolError`` (the caller retries them: at least once).
+- A reused connection that dies before the first response byte is retried once on a
+  fresh connection (the peer closed an idle keep-alive connection), like ``request``.
+- One timer for the batch: connect timeout, then read timeout between bytes, and the
+  total timeout over the whole batch.
+"""
+
+from __future__ import annotations
+
+import httptools
+import trio
+
+from gateway.io.http_client import (
+    _NET_ERRORS, ClientResponse, HttpClient, _parse_url, _Pool, _Stale, _Timer,
+)
+from gateway.io.http_common import (
+    BodyTooLarge, ConnectTimeout, HttpClientError, ProtocolError, ReadTimeout, TotalTimeout,
+)
+
+
+class _Responses:
+    """httptools callbacks collecting consecutive responses on one connection."""
+
+    __slots__ = ("parser", "max_body", "out", "headers", "body", "size", "keep", "failed")
+
+    def __init__(self, max_body: int) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.max_body = max_body
+        self.out: list[ClientResponse] = []
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.size = 0
+        self.keep = True
+        self.failed: HttpClientError | None = None
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        val = value.decode("latin-1")
+        old = self.headers.get(key)
+        self.headers[key] = val if old is None else f"{old}, {val}"
+
+    def on_body(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.max_body:
+            raise BodyTooLarge(f"body over {self.max_body} bytes")
+        self.body.append(data)
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:        # interim response: skip it
+            self.headers, self.body, self.size = {}, [], 0
+            return
+        self.out.append(ClientResponse(status, self.headers, b"".join(self.body)))
+        self.keep = self.parser.should_keep_alive()
+        self.headers, self.body, self.size = {}, [], 0
+
+
+def _payload(method: str, target: str, host_hdr: str, headers, body: bytes) -> bytes:
+    head = [f"{method} {target} HTTP/1.1\r\nHost: {host_hdr}\r\n"]
+    for k, v in headers:
+        if "\n" in k or "\r" in k or "\n" in v or "\r" in v:
+            raise ProtocolError(f"CR/LF in request header {k!r}")
+        head.append(f"{k}: {v}\r\n")
+    head.append(f"Content-Length: {len(body)}\r\n\r\n")
+    return "".join(head).encode("latin-1") + body
+
+
+async def request_many(
+    client: HttpClient,
+    method: str,
+    requests: list[tuple[str, list[tuple[str, str]], bytes]],
+    *,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    total_timeout: float | None = None,
+    max_body: int | None = None,
+) -> list[ClientResponse | HttpClientError]:
+    """Send ``requests`` (url, headers, body) pipelined on one connection of their
+    common origin; see the module rules."""
+    lim = client.limits
+    parsed = [_parse_url(url) for url, _, _ in requests]
+    origin = parsed[0][:3]
+    if any(p[:3] != origin for p in parsed):
+        raise ValueError("request_many needs one origin")
+    data = b"".join(
+        _payload(method, p[3], p[4], hdrs, body) for p, (_, hdrs, body) in zip(parsed, requests)
+    )
+    timer = _Timer(
+        lim.total_timeout if total_timeout is None else total_timeout,
+        lim.connect_timeout if connect_timeout is None else connect_timeout,
+        lim.read_timeout if read_timeout is None else read_timeout,
+    )
+    n = len(requests)
+    results: list[ClientResponse | HttpClientError] = []
+    with timer.scope:
+        results = await _exchange(client, origin, data, n, timer,
+                                  lim.max_body if max_body is None else max_body)
+    if timer.scope.cancelled_caught:
+        err: HttpClientError
+        if timer.phase == "connect":
+            err = ConnectTimeout(f"connect to {origin[1]}:{origin[2]} timed out")
+        elif timer.phase == "read":
+            err = ReadTimeout("no response byte within the read timeout")
+        else:
+            err = TotalTimeout("batch not answered within the total timeout")
+        results = results + [err] * (n - len(results))
+    return results
+
+
+async def _exchange(client: HttpClient, origin, data: bytes, n: int, timer: _Timer,
+                    max_body: int) -> list:
+    pool = client._pools.get(origin)
+    if pool is None:
+        pool = client._pools[origin] = _Pool(client.limits.max_per_origin)
+    await pool.acquire()
+    try:
+        for _attempt in (0, 1):
+            conn = client._take_idle(pool)
+            if conn is None:
+                timer.arm("connect")
+                conn = await client._connect(origin)
+            try:
+                out, keep = await _roundtrips(client, conn, data, n, timer, max_body)
+            except _Stale:
+                conn.close()
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            if keep:
+                conn.reused = True
+                conn.idle_since = trio.current_time()
+                pool.idle.append(conn)
+            else:
+                conn.close()
+            return out
+    finally:
+        pool.release()
+    return [ProtocolError("connection closed before a response")] * n
+
+
+async def _roundtrips(client: HttpClient, conn, data: bytes, n: int, timer: _Timer,
+                      max_body: int):
+    state = _Responses(max_body)
+    timer.arm("read")
+    try:
+        await conn.send_all(data)
+    except _NET_ERRORS as exc:
+        if conn.reused:
+            raise _Stale() from exc
+        return [ProtocolError(f"send failed: {exc}")] * n, False
+    recv_size = client.limits.recv_size
+    error: HttpClientError | None = None
+    while len(state.out) < n:
+        try:
+            chunk = await conn.recv(recv_size)
+        except _NET_ERRORS as exc:
+            if conn.reused and not state.out:
+                raise _Stale() from exc
+            error = ProtocolError(f"connection lost: {exc}")
+            break
+        if not chunk:
+            if conn.reused and not state.out:
+                raise _Stale()
+            error = ProtocolError("connection closed mid-batch")
+            break
+        try:
+            state.parser.feed_data(chunk)
+        except httptools.HttpParserCallbackError as exc:
+            ctx = exc.__context__
+            error = ctx if isinstance(ctx, HttpClientError) else ProtocolError(f"bad response: {exc}")
+            break
+        except httptools.HttpParserError as exc:
+            error = ProtocolError(f"bad response: {exc}")
+            break
+        if not state.keep:
+            break
+        timer.arm("read")
+    out: list = list(state.out[:n])
+    if len(out) < n:
+        out.extend([error or ProtocolError("connection closed mid-batch")] * (n - len(out)))
+        return out, False
+    return out, state.keep and error is None

@@ -111,7 +111,26 @@ class Receipt:
         return f"Receipt({fields})"
 
 
+#: the Appendix B layout most SMSCs send verbatim: one anchored match instead of a scan
+_STANDARD = re.compile(
+    r"id:(\S*) sub:(\S*) dlvrd:(\S*) submit date:(\d*) done date:(\d*) stat:(\S*) err:(\S*)"
+    r"(?: [Tt]ext:(.*))?\Z", re.S)
+_STANDARD_KEYS = ("id", "sub", "dlvrd", "submit date", "done date", "stat", "err", "text")
+
+
 def _text_fields(body: str) -> dict[str, str]:
+    m = _STANDARD.match(body)
+    if m is not None:
+        fields = dict(zip(_STANDARD_KEYS, m.groups()))
+        if fields["text"] is None:
+            del fields["text"]
+        else:
+            fields["text"] = fields["text"].strip()
+        return fields
+    return _scan_fields(body)
+
+
+def _scan_fields(body: str) -> dict[str, str]:
     fields: dict[str, str] = {}
     matches = list(_KEY.finditer(body))
     for k, m in enumerate(matches):

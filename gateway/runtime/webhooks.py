@@ -26,7 +26,6 @@ import re
 import itertools
 import logging
 import time
-import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from urllib.parse import quote_plus
 import trio
 
 from gateway.core import signature
+from gateway.core.ids import new_token
 from gateway.io.http_client import HttpClient, HttpClientError
 from gateway.io.http_pipeline import request_many
 from gateway.observability.metrics import labelled
@@ -53,7 +53,7 @@ class Hook:
     method: str
     params: list[tuple[str, str]]
     token: str                # auth token used to sign
-    idem: str = field(default_factory=lambda: os.urandom(16).hex())
+    idem: str = field(default_factory=new_token)
     attempt: int = 0
 
 

@@ -52,7 +52,8 @@ def test_version(capsys):
 @pytest.mark.parametrize("argv", [[], ["frobnicate"], ["run"], ["check-config"],
                                   ["run", "-c", "x.toml", "--log-format", "xml"],
                                   ["smsc-sim", "--listen", "no-port"],
-                                  ["smsc-sim", "--dlr-states", "DELIVRD"]])
+                                  ["smsc-sim", "--dlr-states", "DELIVRD=abc"],
+                                  ["smsc-sim", "--dlr-states", "BOGUS=1"]])
 def test_usage_errors_exit_2(argv, capsys):
     code, _, err = run(argv, capsys)
     assert code == 2

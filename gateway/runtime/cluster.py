@@ -49,6 +49,7 @@ log = logging.getLogger("gateway.cluster")
 SLOTS = 16
 LEASE_MS = 3000
 READ_BLOCK_MS = 200
+PEL_RECHECK_S = 5.0
 CB_TTL_S = 3 * 86400
 GROUP = "g"
 
@@ -283,8 +284,14 @@ class RedisCluster(LocalCluster):
 
     async def _read_loop(self) -> None:
         c = self.store.client
+        reread_at = trio.current_time() + PEL_RECHECK_S
         while True:
-            streams = {self.stream(n): ">" for n in self.senders() if slot_of(n) in self.held}
+            # normally only new entries (">"); after an error and every PEL_RECHECK_S our own
+            # pending entries ("0") too: a reply lost on a broken connection left them there
+            start = ">"
+            if trio.current_time() >= reread_at:
+                start, reread_at = "0", trio.current_time() + PEL_RECHECK_S
+            streams = {self.stream(n): start for n in self.senders() if slot_of(n) in self.held}
             if not streams:
                 self._changed = trio.Event()
                 with trio.move_on_after(1.0):
@@ -295,6 +302,7 @@ class RedisCluster(LocalCluster):
                                          block=READ_BLOCK_MS)
             except (RedisError, OSError) as exc:
                 log.warning("cluster read failed: %s", exc)
+                reread_at = trio.current_time()
                 await trio.sleep(LEASE_MS / 3000)
                 continue
             for key, entries in (res or {}).items():
@@ -322,7 +330,10 @@ class RedisCluster(LocalCluster):
         disp = self.gw.dispatcher
         for entry, sid in zip(entries, sids):
             msg = msgs.get(sid)
-            if sid in self.entry_of or sid in disp.live or msg is None \
+            known = self.entry_of.get(sid)
+            if known is not None and known[2] == entry.identifier:
+                continue                                    # re-read of our own pending
+            if known is not None or sid in disp.live or msg is None \
                     or msg.status not in (M.QUEUED, M.SENDING):
                 self._ack(slot, key, entry.identifier)      # duplicate or already done
                 continue

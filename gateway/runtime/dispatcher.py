@@ -32,6 +32,7 @@ from gateway.codec import text as textmod
 from gateway.core import errors, message as M
 from gateway.core.message import Message
 from gateway.core.scheduler import SenderScheduler
+from gateway.store.base import StoreError
 
 log = logging.getLogger("gateway.dispatcher")
 
@@ -290,6 +291,12 @@ class Dispatcher:
         return codec.Status.ESME_ROK
 
     async def _dlr_lookup(self, carrier, receipt, status, code) -> None:
+        try:   # cluster: a shared store can be unreachable for a moment; never crash here
+            await self._dlr_lookup_inner(carrier, receipt, status, code)
+        except StoreError as exc:
+            log.warning("DLR dropped, store unavailable carrier=%s: %s", carrier, exc)
+
+    async def _dlr_lookup_inner(self, carrier, receipt, status, code) -> None:
         for mid in dlrmod.id_variants(receipt.message_id):
             sid = await self.gw.store.sid_for_carrier_id(carrier, mid)
             if sid:
@@ -302,7 +309,11 @@ class Dispatcher:
 
     async def _dlr_for_sid(self, sid, receipt, status, code) -> None:
         ob = self.live.get(sid)
-        msg = ob.msg if ob else await self.gw.store.get_message(sid)
+        try:   # cluster: see _dlr_lookup
+            msg = ob.msg if ob else await self.gw.store.get_message(sid)
+        except StoreError as exc:
+            log.warning("DLR dropped, store unavailable sid=%s: %s", sid, exc)
+            return
         if msg is not None:
             self._apply_dlr(msg, receipt, status, code)
 

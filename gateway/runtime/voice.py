@@ -386,7 +386,7 @@ class VoiceService:
                 self._final(call, failed)
                 return
             try:
-                if await out.wait_progress() == "ringing":
+                if out.provisionals or await out.wait_progress() == "ringing":
                     self._move(call, C.RINGING)
                 remote = await out.wait_answer()
             except CallFailed as exc:
@@ -445,7 +445,7 @@ class VoiceService:
                         self._final(child, failed)
                         return DialResult(child.status, child.sid, 0)
                     try:
-                        if await out.wait_progress() == "ringing":
+                        if out.provisionals or await out.wait_progress() == "ringing":
                             self._move(child, C.RINGING)
                         remote = await out.wait_answer()
                     except CallFailed as exc:

@@ -107,9 +107,10 @@ async def _outbound(env, p):
         status_callback_event=events,
         twiml="<Response><Say>Hello from the gateway</Say><Hangup/></Response>"))
     assert made.status == "queued"
-    rc = await p.wait(25)
-    assert rc == 0, p.out.decode(errors="replace")[-3000:]
-    hits = await env.sink.wait_for(lambda: len(env.sink.at("/status")) >= 4 and env.sink.at("/status"))
+    # SIPp's uas keeps its auto-answered OPTIONS "call" open, so it is not awaited: the
+    # gateway's callbacks say when the call is over, and SIPp is stopped by PID.
+    hits = await env.sink.wait_for(
+        lambda: len(env.sink.at("/status")) >= 4 and env.sink.at("/status"), timeout=25)
     return made, hits
 
 

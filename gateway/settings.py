@@ -58,6 +58,7 @@ class ApiSettings:
 class StoreSettings:
     backend: str = opt("sqlite", sc.one_of("sqlite", "redis"))
     path: str = opt("var/gateway.db", sc.nonempty)
+    writer: str = opt("process", sc.one_of("process", "thread"))
     url: str = opt("", sc.redis_url)
     password: str = opt("", repr=False)
     password_file: str = opt("")

@@ -20,7 +20,7 @@ def open_store(cfg) -> Store:
     if backend == "sqlite":
         from gateway.store.sqlite import SqliteStore
 
-        return SqliteStore(cfg.path)
+        return SqliteStore(cfg.path, writer=getattr(cfg, "writer", "process"))
     if backend == "redis":
         from gateway.store.redis import RedisStore
 

@@ -277,8 +277,10 @@ class RedisStore(Store):
             op.done.set()
 
     def _eval(self, name: str, keys: list, args: list):
-        sha = self._sha[name]
-        return lambda p: p.evalsha(sha, keys, args)
+        # EVAL, not EVALSHA: after a Redis restart the script cache is empty, and a
+        # NOSCRIPT retry would reorder this write behind later ones of the same batch
+        source = self._scripts[name]
+        return lambda p: p.eval(source, keys, args)
 
     async def ping(self, timeout: float = 5.0) -> bool:
         with trio.move_on_after(timeout):

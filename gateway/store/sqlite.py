@@ -38,6 +38,7 @@ import trio
 from gateway.core.message import QUEUED, SENDING, Message
 from gateway.store import sqlite_schema as S
 from gateway.store.base import DLR_TTL, MessageFilter, Store, StoreError
+from gateway.store.sqlite_proc import WriterProcess
 from gateway.store.sqlite_writer import GroupCommitWriter, WriterStats
 
 IDEMPOTENCY_TTL = 24 * 3600.0
@@ -108,8 +109,13 @@ class SqliteStore(Store):
     backend = "sqlite"
 
     def __init__(self, path: str | os.PathLike, *, clock: Callable[[], float] = time.time,
-                 max_batch: int = 1000, sweep_interval: float = 60.0) -> None:
+                 max_batch: int = 1000, sweep_interval: float = 60.0,
+                 writer: str = "thread") -> None:
+        """``writer``: "thread" (the writer connection on a thread of this process) or
+        "process" (on its own process: no GIL shared with the event loop; the daemon's
+        choice, see ``sqlite_proc``)."""
         self.path = os.fspath(path)
+        self._writer_mode = writer
         self._clock = clock
         self._max_batch = max_batch
         self._sweep_interval = sweep_interval
@@ -136,9 +142,15 @@ class SqliteStore(Store):
             self._sconn = S.connect(self.path, writer=False, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        remote = None
+        if self._writer_mode == "process":
+            wconn.close()
+            wconn = None
+            remote = await trio.to_thread.run_sync(WriterProcess, self.path)
         self._writer = GroupCommitWriter(
             wconn, max_batch=self._max_batch, periodic=self._sweep_op,
-            periodic_interval=self._sweep_interval, name=f"store-writer:{self.path}")
+            periodic_interval=self._sweep_interval, name=f"store-writer:{self.path}",
+            remote=remote)
         self._writer.start()
 
     async def close(self) -> None:
@@ -183,8 +195,8 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(f"read failed: {exc}") from exc
 
-    def _sweep_op(self, conn: sqlite3.Connection) -> int:  # writer thread
-        return _w_sweep(conn, self._clock())
+    def _sweep_op(self) -> tuple[Callable, tuple]:  # writer thread: the periodic op
+        return _w_sweep, (self._clock(),)
 
     async def sweep(self) -> int:
         """Delete expired DLR-map rows and idempotency keys now; returns rows deleted."""

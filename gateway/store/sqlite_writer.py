@@ -91,15 +91,55 @@ class Op:
 _COALESCED = outcome.Value(None)
 
 
+def run_batch(conn: sqlite3.Connection, items: list) -> tuple[list, str | None]:
+    """Run ``items`` ((fn, args) or None = skip) in one transaction on ``conn``.
+
+    Returns (results, None) after COMMIT, each result ``("ok", value)`` or
+    ``("err", message)`` for an op that failed alone; or ([], message) when the whole
+    batch was rolled back. Used by the writer thread and by the writer process alike.
+    """
+    results: list = []
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for item in items:
+            if item is None:
+                results.append(None)
+                continue
+            fn, args = item
+            try:
+                results.append(("ok", fn(conn, *args)))
+            except sqlite3.IntegrityError as exc:
+                results.append(("err", f"constraint failed: {exc}"))
+            except sqlite3.Error:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bad op fails alone
+                log.exception("store op %s failed", getattr(fn, "__name__", fn))
+                results.append(("err", f"{type(exc).__name__}: {exc}"))
+        conn.execute("COMMIT")
+    except Exception as exc:  # sqlite3.Error (disk full, I/O, locked) or a bug here
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rollback failed")
+        return [], str(exc) or type(exc).__name__
+    return results, None
+
+
 def _stop(conn: sqlite3.Connection) -> None:  # sentinel op
     return None
 
 
 class GroupCommitWriter:
-    def __init__(self, conn: sqlite3.Connection, *, max_batch: int = 1000,
-                 periodic: Callable[[sqlite3.Connection], object] | None = None,
-                 periodic_interval: float = 60.0, name: str = "store-writer") -> None:
+    def __init__(self, conn: sqlite3.Connection | None, *, max_batch: int = 1000,
+                 periodic: Callable[[], tuple[Callable, tuple]] | None = None,
+                 periodic_interval: float = 60.0, name: str = "store-writer",
+                 remote=None) -> None:
+        """``conn``: the writer connection (thread mode), or None with ``remote`` (a
+        ``sqlite_proc.WriterProcess``). ``periodic()`` returns the (fn, args) op to add
+        every ``periodic_interval`` seconds."""
         self._conn = conn
+        self._remote = remote
         self._q: queue.SimpleQueue[Op] = queue.SimpleQueue()
         self._max_batch = max_batch
         self._periodic = periodic
@@ -200,55 +240,55 @@ class GroupCommitWriter:
                         batch.append(op)
                         stop = op.fn is _stop
                 if self._periodic is not None and time.monotonic() >= next_periodic:
-                    batch.append(Op(self._periodic, (), None))
+                    fn, args = self._periodic()
+                    batch.append(Op(fn, args, None))
                     next_periodic = time.monotonic() + self._periodic_interval
                 if batch:
                     self._commit(batch)
         finally:
             try:
-                self._conn.close()
-            except sqlite3.Error:
+                if self._conn is not None:
+                    self._conn.close()
+                if self._remote is not None:
+                    self._remote.close()
+            except (sqlite3.Error, OSError):
                 log.exception("closing the writer connection failed")
 
     def _commit(self, batch: list[Op]) -> None:
-        conn = self._conn
         stats = self.stats
         t0 = time.perf_counter()
         last = {op.key: i for i, op in enumerate(batch) if op.key is not None}
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for i, op in enumerate(batch):
-                if op.key is not None and last[op.key] != i:
-                    op.outcome = _COALESCED
-                    stats.coalesced += 1
-                    continue
-                try:
-                    op.outcome = outcome.Value(op.fn(conn, *op.args))
-                except sqlite3.IntegrityError as exc:
-                    op.outcome = outcome.Error(StoreError(f"constraint failed: {exc}"))
-                    stats.op_errors += 1
-                except sqlite3.Error:
-                    raise
-                except Exception as exc:
-                    log.exception("store op %s failed", getattr(op.fn, "__name__", op.fn))
-                    op.outcome = outcome.Error(StoreError(f"{type(exc).__name__}: {exc}"))
-                    stats.op_errors += 1
-            conn.execute("COMMIT")
-        except Exception as exc:  # sqlite3.Error (disk full, I/O, locked) or a bug here
-            try:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                log.exception("rollback failed")
+        items: list = []
+        for i, op in enumerate(batch):
+            if op.fn is _stop or (op.key is not None and last[op.key] != i):
+                items.append(None)
+            else:
+                items.append((op.fn, op.args))
+        if self._remote is not None:
+            results, failure = self._remote.run_batch(items)
+        else:
+            results, failure = run_batch(self._conn, items)
+        if failure is not None:
             stats.errors += 1
-            stats.last_error = str(exc)
-            log.error("store commit failed, %d ops rolled back: %s", len(batch), exc)
+            stats.last_error = failure
+            log.error("store commit failed, %d ops rolled back: %s", len(batch), failure)
             for op in batch:
                 if op.fn is _stop:
                     op.outcome = outcome.Value(None)
                 else:
-                    op.outcome = outcome.Error(StoreError(f"commit failed: {exc}"))
+                    op.outcome = outcome.Error(StoreError(f"commit failed: {failure}"))
         else:
+            for op, item, res in zip(batch, items, results):
+                if op.fn is _stop:
+                    op.outcome = outcome.Value(None)
+                elif item is None:
+                    op.outcome = _COALESCED
+                    stats.coalesced += 1
+                elif res[0] == "ok":
+                    op.outcome = outcome.Value(res[1])
+                else:
+                    op.outcome = outcome.Error(StoreError(res[1]))
+                    stats.op_errors += 1
             dt = time.perf_counter() - t0
             n = len(batch)
             stats.commits += 1

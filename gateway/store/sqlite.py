@@ -38,7 +38,7 @@ import trio
 from gateway.core.message import QUEUED, SENDING, Message
 from gateway.store import sqlite_schema as S
 from gateway.store.base import DLR_TTL, MessageFilter, Store, StoreError
-from gateway.store.sqlite_proc import WriterProcess
+from gateway.store.sqlite_proc import ProcessWriter
 from gateway.store.sqlite_writer import GroupCommitWriter, WriterStats
 
 IDEMPOTENCY_TTL = 24 * 3600.0
@@ -142,15 +142,15 @@ class SqliteStore(Store):
             self._sconn = S.connect(self.path, writer=False, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
-        remote = None
         if self._writer_mode == "process":
             wconn.close()
-            wconn = None
-            remote = await trio.to_thread.run_sync(WriterProcess, self.path)
-        self._writer = GroupCommitWriter(
-            wconn, max_batch=self._max_batch, periodic=self._sweep_op,
-            periodic_interval=self._sweep_interval, name=f"store-writer:{self.path}",
-            remote=remote)
+            self._writer = ProcessWriter(
+                self.path, max_batch=self._max_batch, periodic=self._sweep_op,
+                periodic_interval=self._sweep_interval)
+        else:
+            self._writer = GroupCommitWriter(
+                wconn, max_batch=self._max_batch, periodic=self._sweep_op,
+                periodic_interval=self._sweep_interval, name=f"store-writer:{self.path}")
         self._writer.start()
 
     async def close(self) -> None:

@@ -1,36 +1,72 @@
-"""The SQLite writer connection in a process of its own.
+"""The SQLite writer connection in a process of its own, driven from the event loop.
 
 Why: the gateway's event loop and a writer *thread* share one GIL. With the loop busy,
-every ``sqlite3_step`` the writer makes hands the GIL back and forth, so commits stretch
-to milliseconds and API latency follows. In a child process the writer has its own
-interpreter and the second core; the parent's writer thread only ships each batch over a
-pipe (one pickle + one write) and blocks in ``recv`` with the GIL released.
+every handoff of the GIL to the writer waits for the loop's next blocking call, so
+commits stretch to milliseconds and API latency follows. Here the writer connection
+lives in a child process (its own interpreter, the second core) and the event loop talks
+to it through two pipes: no thread, no GIL handoff.
 
-Rules:
-- The child runs exactly ``sqlite_writer.run_batch`` on its own connection (same pragmas:
-  WAL, ``synchronous=FULL``); results travel back in batch order. Durability is the
-  child's COMMIT, acknowledged only after it returned.
-- Op functions must be picklable by reference (module-level ``_w_*`` functions) with
-  plain-data args.
-- The child exits when the pipe closes (parent gone, also after ``kill -9``) or on the
-  ``None`` sentinel; a batch it already received may still commit (at least once).
+Rules (the same as ``sqlite_writer.GroupCommitWriter``, which this replaces when
+``SqliteStore(writer="process")``):
+- Trio tasks queue ops; one committer task ships every queued op (up to ``max_batch``)
+  as one batch, the child runs ``sqlite_writer.run_batch`` (one ``BEGIN IMMEDIATE …
+  COMMIT``, WAL, ``synchronous=FULL``) and answers; then every waiter of that batch is
+  rescheduled. While a batch is in the child, new ops gather for the next one.
+- Ops run in queue order; ops with the same coalescing ``key`` in one batch: only the
+  last runs. Op functions must be module-level (pickled by reference), args plain data.
+- The child exits when its input pipe closes (parent gone, also after ``kill -9``) or on
+  the stop sentinel; a batch it already received may still commit (at least once).
 
-Error handling: a dead child turns every later batch into a failed batch
-(``StoreError`` for its ops); the watchdog's ``ping`` fails, /healthz says failing, and
-systemd restarts the service. Nothing is retried silently.
+Error handling: a failed batch fails all its ops with ``StoreError`` (the writer goes on
+with the next batch). A dead child fails every later op; the watchdog's ``ping`` fails,
+/healthz says failing, and systemd restarts the service. Nothing is retried silently.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
+import pickle
 import signal
+import struct
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+
+import outcome
+import trio
+
+from gateway.store.base import StoreError
+from gateway.store.sqlite_writer import Op, WriterStats
 
 log = logging.getLogger("gateway.store")
 
+_LEN = struct.Struct("!I")
+_COALESCED = outcome.Value(None)
 
-def _child_main(conn, path: str) -> None:
+
+# -- child ------------------------------------------------------------------------------
+def _read_exact(fd: int, n: int) -> bytes | None:
+    parts, need = [], n
+    while need:
+        chunk = os.read(fd, need)
+        if not chunk:
+            return None
+        parts.append(chunk)
+        need -= len(chunk)
+    return b"".join(parts)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def child_main(path: str, rfd: int, wfd: int) -> None:
+    """Entry point of the writer process: batches in on ``rfd``, results out on ``wfd``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from gateway.store import sqlite_schema as S
@@ -39,54 +75,223 @@ def _child_main(conn, path: str) -> None:
     db = S.connect(path, writer=True)
     try:
         while True:
-            try:
-                items = conn.recv()
-            except (EOFError, OSError):
+            head = _read_exact(rfd, 4)
+            if head is None:
                 return
+            body = _read_exact(rfd, _LEN.unpack(head)[0])
+            if body is None:
+                return
+            items = pickle.loads(body)
             if items is None:
-                conn.send(([], None))
+                _write_all(wfd, _frame(([], None)))
                 return
-            conn.send(run_batch(db, items))
+            _write_all(wfd, _frame(run_batch(db, items)))
     finally:
         db.close()
 
 
-class WriterProcess:
-    """Parent side: ``run_batch(items)`` forwards to the child and returns its answer."""
+def _frame(obj) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LEN.pack(len(data)) + data
 
-    def __init__(self, path: str) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_child_main, args=(child, path),
-                                 name="gateway-store-writer", daemon=True)
-        self._proc.start()
-        child.close()
+
+# -- parent -----------------------------------------------------------------------------
+class ProcessWriter:
+    """``GroupCommitWriter``'s interface, with the connection in a child process."""
+
+    def __init__(self, path: str, *, max_batch: int = 1000,
+                 periodic: Callable[[], tuple[Callable, tuple]] | None = None,
+                 periodic_interval: float = 60.0) -> None:
+        self.path = path
+        self._max_batch = max_batch
+        self._periodic = periodic
+        self._periodic_interval = periodic_interval
+        self._q: deque[Op] = deque()
+        self._wake = trio.lowlevel.ParkingLot()
+        self._proc: subprocess.Popen | None = None
+        self._to_child: int | None = None
+        self._from_child: int | None = None
+        self._stopping = False
+        self._done = trio.Event()
         self.dead = False
+        self.stats = WriterStats()
+        self.on_commit: Callable[[float, int], None] | None = None
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid
+        return self._proc.pid if self._proc is not None else None
 
-    def run_batch(self, items: list) -> tuple[list, str | None]:
-        if self.dead:
-            return [], "store writer process is gone"
+    @property
+    def queue_depth(self) -> int:
+        return len(self._q)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and not self._stopping and not self.dead
+
+    def start(self) -> None:
+        c_read, p_write = os.pipe()
+        p_read, c_write = os.pipe()
+        code = ("import sys; from gateway.store.sqlite_proc import child_main; "
+                "child_main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", code, self.path, str(c_read), str(c_write)],
+            pass_fds=(c_read, c_write), close_fds=True,
+        )
+        os.close(c_read)
+        os.close(c_write)
+        os.set_blocking(p_write, False)
+        os.set_blocking(p_read, False)
+        self._to_child, self._from_child = p_write, p_read
+        trio.lowlevel.spawn_system_task(self._committer, name="store-writer")
+
+    # -- queueing -------------------------------------------------------------------------
+    def submit_nowait(self, fn: Callable, *args, on_done=None, key=None) -> None:
+        if self._stopping or self._proc is None:
+            raise StoreError("store is closed")
+        self._q.append(Op(fn, args, None, on_done, key))
+        if self._wake:
+            self._wake.unpark()
+
+    async def submit(self, fn: Callable, *args, key=None):
+        if self._stopping or self._proc is None:
+            raise StoreError("store is closed")
+        op = Op(fn, args, trio.lowlevel.current_task(), None, key)
+        self._q.append(op)
+        if self._wake:
+            self._wake.unpark()
+
+        def abort(_raise_cancel):
+            op.task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def stop(self) -> None:
+        """Commit everything queued so far, then stop the child."""
+        if self._proc is None or self._stopping:
+            return
+        self._stopping = True
+        if self._wake:
+            self._wake.unpark()
+        with trio.CancelScope(shield=True):
+            await self._done.wait()
+            await trio.to_thread.run_sync(self._reap)
+
+    def _reap(self) -> None:
+        proc = self._proc
         try:
-            self._conn.send(items)
-            return self._conn.recv()
-        except (EOFError, OSError, BrokenPipeError) as exc:
-            self.dead = True
-            log.error("store writer process died: %s", exc)
-            return [], f"store writer process died: {exc}"
-
-    def close(self, timeout: float = 10.0) -> None:
-        if not self.dead:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for fd in (self._to_child, self._from_child):
             try:
-                self._conn.send(None)
-                self._conn.recv()
-            except (EOFError, OSError):
+                os.close(fd)
+            except OSError:
                 pass
-        self._conn.close()
-        self._proc.join(timeout)
-        if self._proc.is_alive():
-            os.kill(self._proc.pid, signal.SIGKILL)
-            self._proc.join()
+
+    # -- committer ------------------------------------------------------------------------
+    async def _committer(self) -> None:
+        next_periodic = trio.current_time() + self._periodic_interval
+        try:
+            while True:
+                if not self._q:
+                    if self._stopping:
+                        break
+                    with trio.move_on_at(next_periodic if self._periodic else float("inf")):
+                        await self._wake.park()
+                batch = [self._q.popleft() for _ in range(min(len(self._q), self._max_batch))]
+                if self._periodic is not None and trio.current_time() >= next_periodic:
+                    fn, args = self._periodic()
+                    batch.append(Op(fn, args, None))
+                    next_periodic = trio.current_time() + self._periodic_interval
+                if batch:
+                    await self._commit(batch)
+            if not self.dead:
+                await self._roundtrip(None)
+        finally:
+            self._done.set()
+
+    async def _roundtrip(self, items):
+        await self._send(_frame(items))
+        head = await self._recv(4)
+        return pickle.loads(await self._recv(_LEN.unpack(head)[0]))
+
+    async def _send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._to_child, view):]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self._to_child)
+
+    async def _recv(self, n: int) -> bytes:
+        parts, need = [], n
+        while need:
+            try:
+                chunk = os.read(self._from_child, need)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self._from_child)
+                continue
+            if not chunk:
+                raise EOFError("store writer process closed its pipe")
+            parts.append(chunk)
+            need -= len(chunk)
+        return b"".join(parts)
+
+    async def _commit(self, batch: list[Op]) -> None:
+        stats = self.stats
+        t0 = time.perf_counter()
+        last = {op.key: i for i, op in enumerate(batch) if op.key is not None}
+        items = [None if (op.key is not None and last[op.key] != i) else (op.fn, op.args)
+                 for i, op in enumerate(batch)]
+        failure: str | None
+        if self.dead:
+            results, failure = [], "store writer process is gone"
+        else:
+            try:
+                results, failure = await self._roundtrip(items)
+            except (EOFError, OSError, pickle.PickleError) as exc:
+                self.dead = True
+                log.error("store writer process died: %s", exc)
+                results, failure = [], f"store writer process died: {exc}"
+        if failure is not None:
+            stats.errors += 1
+            stats.last_error = failure
+            log.error("store commit failed, %d ops rolled back: %s", len(batch), failure)
+            err = outcome.Error(StoreError(f"commit failed: {failure}"))
+            for op in batch:
+                op.outcome = err
+        else:
+            for op, item, res in zip(batch, items, results):
+                if item is None:
+                    op.outcome = _COALESCED
+                    stats.coalesced += 1
+                elif res[0] == "ok":
+                    op.outcome = outcome.Value(res[1])
+                else:
+                    op.outcome = outcome.Error(StoreError(res[1]))
+                    stats.op_errors += 1
+            dt = time.perf_counter() - t0
+            n = len(batch)
+            stats.commits += 1
+            stats.ops += n
+            stats.last_batch = n
+            stats.max_batch = max(stats.max_batch, n)
+            stats.observe(dt)
+            if self.on_commit is not None:
+                try:
+                    self.on_commit(dt, n)
+                except Exception:  # noqa: BLE001 - metrics never break a commit
+                    log.exception("store on_commit observer failed")
+        for op in batch:
+            if op.on_done is not None:
+                try:
+                    op.on_done(op.outcome)
+                except Exception:  # noqa: BLE001 - a callback bug must not strand waiters
+                    log.exception("store on_done callback failed")
+            task = op.task
+            if task is not None:
+                op.task = None
+                trio.lowlevel.reschedule(task, op.outcome)

@@ -131,15 +131,11 @@ def _stop(conn: sqlite3.Connection) -> None:  # sentinel op
 
 
 class GroupCommitWriter:
-    def __init__(self, conn: sqlite3.Connection | None, *, max_batch: int = 1000,
+    def __init__(self, conn: sqlite3.Connection, *, max_batch: int = 1000,
                  periodic: Callable[[], tuple[Callable, tuple]] | None = None,
-                 periodic_interval: float = 60.0, name: str = "store-writer",
-                 remote=None) -> None:
-        """``conn``: the writer connection (thread mode), or None with ``remote`` (a
-        ``sqlite_proc.WriterProcess``). ``periodic()`` returns the (fn, args) op to add
-        every ``periodic_interval`` seconds."""
+                 periodic_interval: float = 60.0, name: str = "store-writer") -> None:
+        """``periodic()`` returns the (fn, args) op added every ``periodic_interval`` s."""
         self._conn = conn
-        self._remote = remote
         self._q: queue.SimpleQueue[Op] = queue.SimpleQueue()
         self._max_batch = max_batch
         self._periodic = periodic
@@ -247,11 +243,8 @@ class GroupCommitWriter:
                     self._commit(batch)
         finally:
             try:
-                if self._conn is not None:
-                    self._conn.close()
-                if self._remote is not None:
-                    self._remote.close()
-            except (sqlite3.Error, OSError):
+                self._conn.close()
+            except sqlite3.Error:
                 log.exception("closing the writer connection failed")
 
     def _commit(self, batch: list[Op]) -> None:
@@ -264,10 +257,7 @@ class GroupCommitWriter:
                 items.append(None)
             else:
                 items.append((op.fn, op.args))
-        if self._remote is not None:
-            results, failure = self._remote.run_batch(items)
-        else:
-            results, failure = run_batch(self._conn, items)
+        results, failure = run_batch(self._conn, items)
         if failure is not None:
             stats.errors += 1
             stats.last_error = failure

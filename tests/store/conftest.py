@@ -49,12 +49,15 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "sqlite-process", "redis"])
 def make_store(request, tmp_path, clock):
     """``make_store()`` -> a new, unopened store on the same backing data (same SQLite
-    file, or same Redis key prefix), for both backends."""
+    file, or same Redis key prefix), for every backend (SQLite with its writer
+    connection on a thread, and in its own process)."""
     if request.param == "sqlite":
         return lambda: SqliteStore(tmp_path / "gw.db", clock=clock)
+    if request.param == "sqlite-process":
+        return lambda: SqliteStore(tmp_path / "gw.db", clock=clock, writer="process")
     from gateway.store.redis import RedisStore
 
     server = request.getfixturevalue("redis_server")

@@ -18,8 +18,11 @@ Rules (the same as ``sqlite_writer.GroupCommitWriter``, which this replaces when
   the stop sentinel; a batch it already received may still commit (at least once).
 
 Error handling: a failed batch fails all its ops with ``StoreError`` (the writer goes on
-with the next batch). A dead child fails every later op; the watchdog's ``ping`` fails,
-/healthz says failing, and systemd restarts the service. Nothing is retried silently.
+with the next batch). An op that cannot be pickled fails alone. When the child dies, the
+batch in flight fails (``StoreError``: it may or may not have committed, so nothing is
+retried silently) and the next batch starts a new child, at most ``MAX_RESTARTS`` times a
+minute; past that every op fails, the watchdog's ``ping`` fails, /healthz says failing
+and systemd restarts the service.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from gateway.store.sqlite_writer import Op, WriterStats
 log = logging.getLogger("gateway.store")
 
 _LEN = struct.Struct("!I")
+MAX_RESTARTS = 5          # writer process restarts per minute before the store gives up
 _COALESCED = outcome.Value(None)
 
 
@@ -85,9 +89,25 @@ def child_main(path: str, rfd: int, wfd: int) -> None:
             if items is None:
                 _write_all(wfd, _frame(([], None)))
                 return
-            _write_all(wfd, _frame(run_batch(db, items)))
+            _write_all(wfd, _result_frame(run_batch(db, items)))
     finally:
         db.close()
+
+
+def _result_frame(answer: tuple[list, str | None]) -> bytes:
+    """Frame an answer; a result that does not pickle becomes that op's error."""
+    try:
+        return _frame(answer)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        results, failure = answer
+        safe = []
+        for res in results:
+            try:
+                pickle.dumps(res)
+                safe.append(res)
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                safe.append(("err", f"result not transferable: {exc}"))
+        return _frame((safe, failure))
 
 
 def _frame(obj) -> bytes:
@@ -114,6 +134,7 @@ class ProcessWriter:
         self._stopping = False
         self._done = trio.Event()
         self.dead = False
+        self._restarts: list[float] = []
         self.stats = WriterStats()
         self.on_commit: Callable[[float, int], None] | None = None
 
@@ -130,6 +151,10 @@ class ProcessWriter:
         return self._proc is not None and not self._stopping and not self.dead
 
     def start(self) -> None:
+        self._spawn()
+        trio.lowlevel.spawn_system_task(self._committer, name="store-writer")
+
+    def _spawn(self) -> None:
         c_read, p_write = os.pipe()
         p_read, c_write = os.pipe()
         code = ("import sys; from gateway.store.sqlite_proc import child_main; "
@@ -143,7 +168,7 @@ class ProcessWriter:
         os.set_blocking(p_write, False)
         os.set_blocking(p_read, False)
         self._to_child, self._from_child = p_write, p_read
-        trio.lowlevel.spawn_system_task(self._committer, name="store-writer")
+        self.dead = False
 
     # -- queueing -------------------------------------------------------------------------
     def submit_nowait(self, fn: Callable, *args, on_done=None, key=None) -> None:
@@ -213,6 +238,43 @@ class ProcessWriter:
         finally:
             self._done.set()
 
+    @staticmethod
+    def _unpicklable(items: list) -> list[int]:
+        """Indexes of ops that cannot cross to the child (they fail alone)."""
+        try:
+            pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+            return []
+        except (pickle.PicklingError, TypeError, AttributeError):
+            pass
+        bad = []
+        for i, item in enumerate(items):
+            try:
+                pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                bad.append(i)
+        return bad
+
+    def _restart(self) -> None:
+        """Start a new child after one died, at most ``MAX_RESTARTS`` per minute."""
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < 60.0]
+        if len(self._restarts) >= MAX_RESTARTS or self._stopping:
+            return
+        self._restarts.append(now)
+        old = self._proc
+        for fd in (self._to_child, self._from_child):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if old is not None and old.poll() is None:
+            old.kill()
+        try:
+            self._spawn()
+            log.warning("store writer process restarted pid=%s", self.pid)
+        except OSError as exc:
+            log.error("store writer process could not be restarted: %s", exc)
+
     async def _roundtrip(self, items):
         await self._send(_frame(items))
         head = await self._recv(4)
@@ -247,6 +309,11 @@ class ProcessWriter:
         items = [None if (op.key is not None and last[op.key] != i) else (op.fn, op.args)
                  for i, op in enumerate(batch)]
         failure: str | None
+        bad = self._unpicklable(items)
+        for i in bad:
+            items[i] = None
+        if self.dead:
+            self._restart()
         if self.dead:
             results, failure = [], "store writer process is gone"
         else:
@@ -264,6 +331,9 @@ class ProcessWriter:
             for op in batch:
                 op.outcome = err
         else:
+            for i in bad:
+                results[i] = ("err", "op is not transferable to the writer process")
+                items[i] = (None, None)
             for op, item, res in zip(batch, items, results):
                 if item is None:
                     op.outcome = _COALESCED

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import trio
 
@@ -47,10 +47,17 @@ from gateway.core import numbers as nums
 from gateway.io.rtp import RtpSession
 from gateway.io.sip_endpoint import CallFailed, SipUA
 from gateway.runtime.webhooks import Hook, WebhookError
+from gateway.store.base import StoreError
 from gateway.voice import tts
-from gateway.voice.interpreter import (CallEnded, DialResult, FetchError, Interpreter, Next,
-                                       call_params)
-from gateway.voice.leg import MediaLeg, bridge
+from gateway.voice.dial import dial_child
+from gateway.voice.interpreter import (
+    DialResult,
+    FetchError,
+    Interpreter,
+    Next,
+    call_params,
+)
+from gateway.voice.leg import MediaLeg
 
 log = logging.getLogger("gateway.voice")
 
@@ -118,7 +125,10 @@ class VoiceService:
 
     # -- store / API ----------------------------------------------------------------
     async def save(self, call: C.Call) -> None:
-        await self.gw.store.kv_put(NS, call.sid, call.to_dict())
+        try:
+            await self.gw.store.kv_put(NS, call.sid, call.to_dict())
+        except StoreError:
+            log.exception("call sid=%s: store write failed (status %s)", call.sid, call.status)
 
     async def get_call(self, sid: str) -> C.Call | None:
         if sid in self.active:
@@ -291,9 +301,9 @@ class VoiceService:
             self._final(call, C.COMPLETED if call.status == C.IN_PROGRESS else C.FAILED)
         finally:
             self.gw.metrics.calls_active.dec()
-            self.active.pop(call.sid, None)
             with trio.CancelScope(shield=True):
                 await self.save(call)
+            self.active.pop(call.sid, None)
 
     def _carrier_at(self, source) -> str | None:
         for c in self.gw.settings.carriers:
@@ -370,9 +380,9 @@ class VoiceService:
             if not call.final:
                 self._final(call, C.COMPLETED if call.status == C.IN_PROGRESS else C.FAILED)
             self.gw.metrics.calls_active.dec()
-            self.active.pop(call.sid, None)
             with trio.CancelScope(shield=True):
                 await self.save(call)
+            self.active.pop(call.sid, None)
 
     async def _run_outbound(self, act: _Active, n: trio.Nursery) -> None:
         call = act.call
@@ -422,57 +432,16 @@ class VoiceService:
             log.warning("call sid=%s: unusable SDP answer (%s)", call.sid, exc)
         return MediaLeg(self, call, rtp, out, answered=True)
 
+    def track(self, call: C.Call) -> _Active:
+        """Register a running call (its record is served from memory until it ends)."""
+        act = self.active[call.sid] = _Active(call)
+        return act
+
     # -- <Dial> ---------------------------------------------------------------------
     async def dial(self, parent: MediaLeg, number, *, timeout: float, caller_id: str,
                    time_limit: float, hangup_on_star: bool) -> DialResult:
-        now = self.gw.now()
-        pc = parent.call
-        child = C.Call(sid=ids.new_sid("CA"), account_sid=pc.account_sid,
-                       from_=caller_id or pc.from_, to=nums.normalize(number.number),
-                       direction=C.OUTBOUND_DIAL, status=C.INITIATED, date_created=now,
-                       date_updated=now, parent_call_sid=pc.sid, timeout=int(timeout),
-                       status_callback_events=())
-        await self.save(child)
-        self.active[child.sid] = act = _Active(child)
-        self.gw.metrics.calls_active.inc()
-        try:
-            async with trio.open_nursery() as n:
-                rtp = RtpSession(self.host, *self.rtp_range)
-                await rtp.open(n)
-                try:
-                    out, failed = await self.place(child, rtp, timeout)
-                    if out is None:
-                        self._final(child, failed)
-                        return DialResult(child.status, child.sid, 0)
-                    try:
-                        if out.provisionals or await out.wait_progress() == "ringing":
-                            self._move(child, C.RINGING)
-                        remote = await out.wait_answer()
-                    except CallFailed as exc:
-                        self._final(child, C.NO_ANSWER if exc.status == 408
-                                    else C.status_for_sip(exc.status))
-                        return DialResult(child.status, child.sid, 0)
-                    leg = act.leg = await self._leg(child, rtp, out, remote)
-                    self._move(child, C.IN_PROGRESS)
-                    n.start_soon(leg.watch)
-                    if number.send_digits:
-                        await leg.send_digits(number.send_digits)
-                    await bridge(parent, leg, time_limit=time_limit,
-                                 hangup_on_star=hangup_on_star)
-                    await leg.hangup()
-                    self._final(child, C.COMPLETED)
-                    return DialResult(C.COMPLETED, child.sid, child.duration or 0)
-                finally:
-                    n.cancel_scope.cancel()
-                    with trio.CancelScope(shield=True):
-                        await rtp.close()
-        finally:
-            if not child.final:
-                self._final(child, C.COMPLETED if child.status == C.IN_PROGRESS else C.CANCELED)
-            self.gw.metrics.calls_active.dec()
-            self.active.pop(child.sid, None)
-            with trio.CancelScope(shield=True):
-                await self.save(child)
+        return await dial_child(self, parent, number, timeout=timeout, caller_id=caller_id,
+                                time_limit=time_limit, hangup_on_star=hangup_on_star)
 
     # -- trunk probes ---------------------------------------------------------------
     async def _probe_loop(self, name: str, trunk) -> None:

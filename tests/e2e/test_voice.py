@@ -8,13 +8,23 @@ import socket
 
 import pytest
 import trio
-
-from gateway.core import call as C
 from twilio.request_validator import RequestValidator
 
-from .harness import TOKEN, wait_until
-from .voice_harness import (NUMBER, SIPP, free_udp_port, scenario_cancel, scenario_dtmf,
-                            scenario_rejected, sipp, uac_args, uas_args, voice_env)
+from gateway.core import call as C
+
+from .harness import TOKEN
+from .voice_harness import (
+    NUMBER,
+    SIPP,
+    free_udp_port,
+    scenario_cancel,
+    scenario_dtmf,
+    scenario_rejected,
+    sipp,
+    uac_args,
+    uas_args,
+    voice_env,
+)
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="SIPp (sip-tester) not installed")
 
@@ -111,6 +121,9 @@ async def _outbound(env, p):
     # gateway's callbacks say when the call is over, and SIPp is stopped by PID.
     hits = await env.sink.wait_for(
         lambda: len(env.sink.at("/status")) >= 4 and env.sink.at("/status"), timeout=25)
+    # callbacks are delivered by a worker pool, so arrival order may differ; as with
+    # Twilio, SequenceNumber gives the order
+    hits = sorted(hits, key=lambda h: int(h.form["SequenceNumber"]))
     return made, hits
 
 
@@ -151,3 +164,29 @@ async def test_dead_trunk_fails_over_before_ringing(tmp_path):
                     assert health.body["carriers"]["a"]["sip"] == "down"
     finally:
         dead.close()
+
+
+async def test_dial_bridges_inbound_call_to_a_trunk(tmp_path):
+    port = free_udp_port()
+    with trio.fail_after(40):
+        async with sipp(uas_args(port), tmp_path):
+            async with voice_env(tmp_path, [("a", port)]) as env:
+                env.sink.replies["/voice"] = (200, "text/xml", (
+                    b'<Response><Dial action="/dialed" timeLimit="1" callerId="+15005550006">'
+                    b"+15005550001</Dial></Response>"))
+                env.sink.replies["/dialed"] = (200, "text/xml", b"<Response><Hangup/></Response>")
+                scen = tmp_path / "in.xml"
+                scen.write_text(scenario_dtmf([]))
+                async with sipp(uac_args(env.sip_port, scen, NUMBER.lstrip("+")), tmp_path) as p:
+                    rc = await p.wait(30)
+                assert rc == 0, p.out.decode(errors="replace")[-3000:]
+                (dialed,) = env.sink.at("/dialed")
+                assert dialed.form["DialCallStatus"] == "completed" and _valid(dialed)
+                assert dialed.form["DialCallDuration"] in ("0", "1", "2")
+                calls = await wait_until_calls(
+                    env, lambda cs: len(cs) == 2 and all(c.final for c in cs) and cs)
+                child = next(c for c in calls if c.direction == C.OUTBOUND_DIAL)
+                parent = next(c for c in calls if c.direction == C.INBOUND)
+                assert child.sid == dialed.form["DialCallSid"]
+                assert child.parent_call_sid == parent.sid and child.carrier == "a"
+                assert child.from_ == "+15005550006" and child.status == C.COMPLETED

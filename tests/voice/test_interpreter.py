@@ -7,10 +7,16 @@ import math
 
 import trio
 
-from gateway.codec import twiml_voice as tv
 from gateway.core import call as C
-from gateway.voice.interpreter import (ERROR_TEXT, CallEnded, DialResult, FetchError,
-                                       Interpreter, Next, RecordResult)
+from gateway.voice.interpreter import (
+    ERROR_TEXT,
+    CallEnded,
+    DialResult,
+    FetchError,
+    Interpreter,
+    Next,
+    RecordResult,
+)
 
 AC = "AC0123456789abcdef0123456789abcdef"
 SAY_S = 1.0          # a fake <Say> lasts one second of mock time

@@ -6,8 +6,19 @@ from twilio.twiml.voice_response import Gather as LibGather
 from twilio.twiml.voice_response import VoiceResponse
 
 from gateway.codec import twiml_voice as tv
-from gateway.codec.twiml_voice import (Dial, Gather, Hangup, Number, Pause, Play, Record,
-                                       Redirect, Reject, Say, TwimlError)
+from gateway.codec.twiml_voice import (
+    Dial,
+    Gather,
+    Hangup,
+    Number,
+    Pause,
+    Play,
+    Record,
+    Redirect,
+    Reject,
+    Say,
+    TwimlError,
+)
 
 
 def test_library_document_from_reference():

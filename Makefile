@@ -7,7 +7,7 @@ CONFIG ?= config/gateway.dev.toml
 
 DEB_BUILD := build-essential python3-dev
 DEB_RUN   := espeak-ng
-DEB_TEST  := prometheus
+DEB_TEST  := prometheus sip-tester redis-server openssl
 
 .PHONY: run test test-fast bench deps-build deps-test clean lint
 

@@ -82,11 +82,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "smsc-sim":
         import trio
 
-        from gateway.testing import smsc
-
-        trio.run(smsc.run_from_args, args)
+        trio.run(_sim, args)
         return 0
     return 1
+
+
+async def _sim(args) -> None:
+    """The simulator until SIGTERM or SIGINT, then a clean exit 0 (no traceback)."""
+    import signal
+
+    import trio
+
+    from gateway.testing import smsc
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(smsc.run_from_args, args)
+            async for _ in sigs:
+                nursery.cancel_scope.cancel()
+                break
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -27,13 +28,13 @@ import trio
 from gateway.io.http_client import HttpClientError
 from gateway.store.base import MessageFilter
 from gateway.store.sqlite import SqliteStore
-from tests.e2e.harness import ACCOUNT, LONG, config_text, start_sim, wait_until
-from tests.e2e.process_harness import ROOT, Api, GatewayProcess, NotifySocket
+from tests.e2e.harness import ACCOUNT, LONG, config_text, wait_until
+from tests.e2e.process_harness import ROOT, Api, GatewayProcess, NotifySocket, start_sim
 from tests.test_systemd import UNIT, directives, seconds
 
 pytestmark = pytest.mark.slow
 
-FAST = "long_code = 500\ntoll_free = 3\nshort_code = 100\nqueue_hours = 1"
+FAST = "long_code = 100\ntoll_free = 3\nshort_code = 100\nqueue_hours = 1"
 DEAD_SINK = 9        # nothing listens: no webhooks are configured for the senders used here
 
 
@@ -98,8 +99,11 @@ async def test_kill_9_under_load_loses_no_acknowledged_message(tmp_path):
                 at_kill = set(submitted_bodies(sim))
                 assert acked - at_kill, "nothing was left queued at the kill: load too light"
 
-                await gw2.start()
+                api2 = Api(await gw2.start())
                 await wait_until(lambda: acked <= set(submitted_bodies(sim)), timeout=40)
+                status, body = await api2.get("/healthz")
+                await api2.aclose()
+                assert status == 200 and orjson.loads(body)["store"] == "ok", body
                 counts = submitted_bodies(sim)
                 dups = {b: n for b, n in counts.items() if n > 1}
                 unacked_sent = set(counts) - acked
@@ -292,10 +296,27 @@ async def test_smsc_sim_process_binds_smpplib_and_serves_stats(tmp_path):
             status, subs = await trio.to_thread.run_sync(
                 http_json, f"http://127.0.0.1:{ctl_port}/submits?limit=5")
             assert [bytes.fromhex(s["short_message"]) for s in subs] == [b"via smpplib"]
-        finally:
+            # SIGTERM: a clean exit 0, no traceback
             proc.send_signal(signal.SIGTERM)
-            with trio.move_on_after(10):
-                await proc.wait()
+            with trio.fail_after(10):
+                assert await proc.wait() == 0
+            assert "Traceback" not in log_path.read_text()
+        finally:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+def test_smsc_sim_ctrl_c_exits_0_without_traceback():
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "smsc-sim", "--listen", "127.0.0.1:0"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)       # bounded wait
+        assert ready and proc.stdout.readline().startswith(b"smsc-sim listening on 127.0.0.1:")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0 and b"Traceback" not in err, err.decode()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -103,8 +103,11 @@ async def request_many(
     n = len(requests)
     results: list[ClientResponse | HttpClientError] = []
     with timer.scope:
-        results = await _exchange(client, origin, data, n, timer,
-                                  lim.max_body if max_body is None else max_body)
+        try:
+            results = await _exchange(client, origin, data, n, timer,
+                                      lim.max_body if max_body is None else max_body)
+        except HttpClientError as exc:      # connect failed, refused, blocked: all of them
+            results = [exc] * n
     if timer.scope.cancelled_caught:
         err: HttpClientError
         if timer.phase == "connect":

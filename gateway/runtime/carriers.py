@@ -32,6 +32,16 @@ def health_config(settings) -> HealthConfig:
     return HealthConfig(**values)
 
 
+def _status_label(status: int) -> str:
+    """A bounded label value for a command_status: known names, else "vendor"/"other"."""
+    if status == 0:
+        return "ok"
+    name = errors.SMPP_STATUS_NAMES.get(status) if hasattr(errors, "SMPP_STATUS_NAMES") else None
+    if name:
+        return name
+    return "vendor" if status >= 0x400 else f"0x{status:02x}" if status < 0x100 else "other"
+
+
 class Carriers:
     def __init__(self, settings, metrics=None):
         self.settings = settings
@@ -44,10 +54,12 @@ class Carriers:
         self.router = Router(settings.routes, settings.carriers, settings.routing.prefer_margin)
         self.links: dict[str, SmppLink] = {}
         self.by_name = {c.name: c for c in settings.carriers}
-        self._breaker = {c.name: "closed" for c in settings.carriers}
+        # a carrier starts open (no link yet): its first bind is the first logged change
+        self._breaker = {c.name: self.healths[c.name].breaker_state(now) for c in settings.carriers}
         self.reroutes: dict[tuple[str, str], int] = {}
         self.sent_by: dict[str, int] = {c.name: 0 for c in settings.carriers}
         self._m_latency = labelled(metrics.smpp_submit_latency) if metrics is not None else None
+        self._m_pdus = labelled(metrics.smpp_pdus) if metrics is not None else None
 
     def build_links(self, handler) -> None:
         for c in self.settings.carriers:
@@ -76,6 +88,7 @@ class Carriers:
             self.sent_by[name] += 1
         if self._m_latency is not None:
             self._m_latency(name).observe(latency)
+            self._m_pdus(name, "submit_sm_resp", _status_label(status)).inc()
         if status != 0 and not errors.is_retryable_smpp_status(status):
             self.check_breaker(name, now)
 

@@ -42,7 +42,9 @@ import trio
 from coredis.exceptions import RedisError, StreamDuplicateConsumerGroupError
 from coredis.tokens import PureToken
 
-from gateway.core import errors, message as M
+from gateway.core import errors
+from gateway.core import message as M
+from gateway.store.base import StoreError
 
 log = logging.getLogger("gateway.cluster")
 
@@ -197,7 +199,7 @@ class RedisCluster(LocalCluster):
             try:
                 await self._tick(acquire=True)
                 await self._release_extras()
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, StoreError) as exc:
                 log.warning("cluster lease tick failed: %s", exc)
             await trio.sleep(LEASE_MS / 3000)
 
@@ -300,13 +302,13 @@ class RedisCluster(LocalCluster):
             try:
                 res = await c.xreadgroup(GROUP, self.id, streams=streams, count=256,
                                          block=READ_BLOCK_MS)
-            except (RedisError, OSError) as exc:
+                for key, entries in (res or {}).items():
+                    await self._accept(key.decode() if isinstance(key, bytes) else key,
+                                       entries)
+            except (RedisError, OSError, StoreError) as exc:
                 log.warning("cluster read failed: %s", exc)
                 reread_at = trio.current_time()
                 await trio.sleep(LEASE_MS / 3000)
-                continue
-            for key, entries in (res or {}).items():
-                await self._accept(key.decode() if isinstance(key, bytes) else key, entries)
 
     async def _claim(self, slot: int) -> None:
         c = self.store.client
@@ -328,7 +330,7 @@ class RedisCluster(LocalCluster):
         sids = [e.field_values[b"sid"].decode() for e in entries]
         msgs = {m.sid: m for m in await self.store.get_messages(sids)}
         disp = self.gw.dispatcher
-        for entry, sid in zip(entries, sids):
+        for entry, sid in zip(entries, sids, strict=True):
             msg = msgs.get(sid)
             known = self.entry_of.get(sid)
             if known is not None and known[2] == entry.identifier:

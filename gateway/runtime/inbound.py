@@ -72,11 +72,11 @@ class Inbound:
         segments = 1
         body = part.text
         if part.total > 1:
-            body = self.reasm.add((src, dst, part.ref, part.total), part, now)
+            body = self.reasm.add((src, dst, part.ref, part.total, carrier), part, now)
             if body is None:
                 return codec.Status.ESME_ROK
             segments = part.total
-        self.gw.nursery.start_soon(self.handle, src, dst, body, segments)
+        self.gw.nursery.start_soon(self.handle, src, dst, body, segments, carrier)
         return codec.Status.ESME_ROK
 
     async def expire_loop(self) -> None:
@@ -84,11 +84,12 @@ class Inbound:
         while True:
             await trio.sleep(5)
             for key, text, missing in self.reasm.expire(trio.current_time()):
-                src, dst, _ref, total = key
+                src, dst, _ref, total, carrier = key
+                self.gw.metrics.mo_reassembly_expired.labels(carrier).inc()
                 log.warning("MO reassembly timeout to=%s missing=%d", dst, missing)
-                self.gw.nursery.start_soon(self.handle, src, dst, text, total)
+                self.gw.nursery.start_soon(self.handle, src, dst, text, total, carrier)
 
-    async def handle(self, src: str, dst: str, body: str, segments: int) -> None:
+    async def handle(self, src: str, dst: str, body: str, segments: int, carrier: str = "") -> None:
         gw = self.gw
         number = gw.registry.get(dst)
         if number is None:
@@ -103,6 +104,7 @@ class Inbound:
         )
         await gw.store.create_message(msg)
         gw.count_message(M.INBOUND, M.RECEIVED)
+        gw.metrics.mo_messages.labels(carrier or "none").inc()
         kind = optout.classify(body)
         if kind is not None:
             await self._keyword(kind, number, src, dst)

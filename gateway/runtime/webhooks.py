@@ -147,6 +147,7 @@ class WebhookSender:
         self.pending = 0          # hooks enqueued or waiting for a retry
         self._m_requests = labelled(metrics.webhook_requests) if metrics is not None else None
         self._m_duration = labelled(metrics.webhook_duration) if metrics is not None else None
+        self._m_retries = labelled(metrics.webhook_retries) if metrics is not None else None
         self.delivered = 0
         self.failed = 0
 
@@ -227,6 +228,8 @@ class WebhookSender:
             return
         if (kind in policy or "all" in policy) and hook.attempt < attempts:
             self._count(hook.kind, "retry")
+            if self._m_retries is not None:
+                self._m_retries(hook.kind).inc()
             delay = min(RETRY_CAP_S, RETRY_BASE_S * (2 ** (hook.attempt - 1)))
             heapq.heappush(self._timers, (trio.current_time() + delay, next(self._counter), hook))
             self._timer_wake.set()

@@ -243,16 +243,16 @@ class RedisStore(Store):
 
     async def _run_batch(self, batch: list[_Op]) -> None:
         results = await self._pipeline(batch)
-        retry = [(op, i) for i, (op, r) in enumerate(zip(batch, results))
+        retry = [(op, i) for i, (op, r) in enumerate(zip(batch, results, strict=True))
                  if isinstance(r, NoScriptError)]
         if retry:
             await self._load_scripts(self.client)
             again = await self._pipeline([op for op, _ in retry])
-            for (_, i), r in zip(retry, again):
+            for (_, i), r in zip(retry, again, strict=True):
                 results[i] = r
         self.batches += 1
         self.ops_written += len(batch)
-        for op, r in zip(batch, results):
+        for op, r in zip(batch, results, strict=True):
             if isinstance(r, BaseException):
                 self._finish(op, None, StoreError(f"redis write failed: {r}"))
             else:

@@ -149,6 +149,7 @@ return {1, seq}
 # -> seq written, or -seq when refused (stored status is final)
 SAVE = _INDEX + """
 local FINAL = {delivered=1, undelivered=1, failed=1, canceled=1, received=1}
+local PEND = {accepted='p', scheduled='p', queued='p', sending='p', sent='s'}
 local seq = tonumber(ARGV[5])
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -160,9 +161,16 @@ if cur then
     return -cseq
   end
   if seq == 0 then seq = cseq end
-elseif seq == 0 then
-  seq = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], string.format('%d|%s|', seq, ARGV[2]) .. ARGV[4])
+  -- existing row: account/To indexes hold it already; From may have been picked now
+  redis.call('ZADD', KEYS[5], seq, ARGV[1])
+  if (PEND[st] or '') ~= ARGV[3] then
+    if ARGV[3] == 'p' then redis.call('ZADD', KEYS[6], seq, ARGV[1]) else redis.call('ZREM', KEYS[6], ARGV[1]) end
+    if ARGV[3] == 's' then redis.call('ZADD', KEYS[7], seq, ARGV[1]) else redis.call('ZREM', KEYS[7], ARGV[1]) end
+  end
+  return seq
 end
+if seq == 0 then seq = redis.call('INCR', KEYS[2]) end
 redis.call('SET', KEYS[1], string.format('%d|%s|', seq, ARGV[2]) .. ARGV[4])
 index(seq, ARGV[1], ARGV[3])
 return seq

@@ -154,8 +154,8 @@ class SmscSimulator:
                     nursery.start_soon(self._writer, conn)
                     await self._reader(conn)
                     await self._flush_then_stop(conn, nursery)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass            # a peer that resets (kill -9) ends its connection, not the server
         finally:
             self._conns.discard(conn)
             with trio.CancelScope(shield=True):

@@ -106,21 +106,6 @@ async def test_redis_kill_9_and_restart_loses_nothing(tmp_path, redis_server):
                     if st == 201:
                         acked.add(f"b{i}")
                 assert len(acked) >= 60
-                try:
-                    await wait_until(lambda: acked <= sent_bodies(env), timeout=10)
-                except trio.TooSlowError:
-                    import sys
-                    print("MISSING", sorted(acked - sent_bodies(env)), file=sys.stderr)
-                    st0 = env.nodes[0].gw.store
-                    from gateway.store.base import MessageFilter
-                    from tests.e2e.harness import ACCOUNT
-                    ms = await st0.list_messages(MessageFilter(account_sid=ACCOUNT), 500)
-                    print("B0", [(m.sid, m.status, m.seq) for m in ms if m.body == "b0"], file=sys.stderr)
-                    cl = env.nodes[0].gw.cluster
-                    print("XLEN", await st0.client.xlen(cl.stream(LONG)), await st0.client.xpending(cl.stream(LONG), "g"), file=sys.stderr)
-                    for x in env.nodes:
-                        c = x.gw.cluster
-                        print("NODE", c.id, c.held, len(c.entry_of), x.gw.dispatcher.sched.depth("+15005550006"), len(x.gw.dispatcher.live), [ (s, o.msg.status) for s,o in list(x.gw.dispatcher.live.items())[:5]], file=sys.stderr)
-                    raise
+                await wait_until(lambda: acked <= sent_bodies(env), timeout=25)
     finally:
         own.stop()

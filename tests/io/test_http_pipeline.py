@@ -62,3 +62,16 @@ async def test_connection_close_mid_batch_fails_the_rest(nursery):
 async def test_one_origin_only():
     with pytest.raises(ValueError):
         await request_many(HttpClient(), "POST", [("http://a:1/x", [], b""), ("http://b:1/x", [], b"")])
+
+
+async def test_refused_connection_fails_every_request_without_raising():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()                                   # nothing listens there now
+    reqs = [(f"http://127.0.0.1:{port}/x", [], b"a"), (f"http://127.0.0.1:{port}/y", [], b"b")]
+    with trio.fail_after(5):
+        out = await request_many(HttpClient(), "POST", reqs)
+    assert len(out) == 2 and all(isinstance(r, HttpClientError) for r in out)

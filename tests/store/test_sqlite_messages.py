@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from gateway.core.message import ACCEPTED, DELIVERED, QUEUED, SCHEDULED, SENDING, SENT
 from gateway.store import sqlite_schema as S
 from gateway.store.base import MessageFilter
-from gateway.store.sqlite import SqliteStore
 
 from .conftest import ACCOUNT, OTHER, make_msg
 

@@ -116,6 +116,9 @@ class ApiContext(Protocol):
 
     def numbers(self, account_sid: str) -> list[NumberView]: ...
 
+    # optional: ``number(account_sid, phone_number) -> NumberView | None`` — an O(1)
+    # lookup the create path uses when present (else it scans ``numbers()``)
+
     def services(self, account_sid: str) -> list[ServiceView]: ...
 
     async def submit_message(

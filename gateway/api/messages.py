@@ -143,9 +143,15 @@ class MessagesResource:
 
     def _sender(self, account: str, from_raw: str) -> NumberView:
         from_ = nums.normalize(from_raw)
-        for view in self.ctx.numbers(account):
-            if view.phone_number == from_:
+        lookup = getattr(self.ctx, "number", None)      # O(1) when the runtime offers it
+        if lookup is not None:
+            view = lookup(account, from_)
+            if view is not None:
                 return view
+        else:
+            for view in self.ctx.numbers(account):
+                if view.phone_number == from_:
+                    return view
         for svc in self.ctx.services(account):
             if from_ in svc.numbers:
                 return NumberView(account_sid=account, phone_number=from_,

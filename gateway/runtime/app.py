@@ -33,6 +33,7 @@ from gateway.io.http_client import ClientLimits, HttpClient
 from gateway.io.http_server import HttpServer, ServerLimits
 from gateway.observability.metrics import Metrics, labelled
 from gateway.runtime.carriers import Carriers
+from gateway.runtime.callback_outbox import CallbackOutbox
 from gateway.runtime.cluster import make_cluster
 from gateway.runtime.dispatcher import Dispatcher
 from gateway.runtime.inbound import Inbound
@@ -76,7 +77,8 @@ class Gateway:
             ),
             allow_private=wh.allow_private,
         )
-        self.webhooks = WebhookSender(self.http_client, max_attempts=wh.max_attempts, metrics=self.metrics)
+        self.webhooks = WebhookSender(self.http_client, max_attempts=wh.max_attempts, metrics=self.metrics,
+                                      outbox=CallbackOutbox(self.store, self.auth_token))
         self.voice = VoiceService(self)    # started in run() when voice is configured
         self.api = ApiApp(self, observe=self._observe_api)
         self.server: HttpServer | None = None
@@ -319,6 +321,11 @@ class Gateway:
 
     def numbers(self, account_sid: str):
         return self.registry.for_account(account_sid)
+
+    def number(self, account_sid: str, phone_number: str):
+        """The account's number ``phone_number`` or None (O(1); thousands of numbers)."""
+        view = self.registry.get(phone_number)
+        return view if view is not None and view.account_sid == account_sid else None
 
     def services(self, account_sid: str) -> list[ServiceView]:
         return [s for s in self._services.values() if s.account_sid == account_sid]

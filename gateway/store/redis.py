@@ -19,6 +19,9 @@ Rules:
 - Read-your-writes on this gateway: a message saved with ``save_message_nowait`` and a
   DLR map entry written with ``map_carrier_id_nowait`` are visible to ``get_message`` /
   ``sid_for_carrier_id`` at once (kept in memory until their batch is answered).
+- A create may carry a ``StreamRoute`` (``on_create``, cluster): the message enters its
+  sender stream in the same script, refused with ``TwilioError(21611)`` when the
+  cluster-wide queued-segment counter would pass the cap.
 - TTLs (idempotency keys 24 h, DLR map 72 h) are Redis key expiries (server time).
 - Url query parameters of our own (removed before connecting): ``allow_everysec=1``,
   ``prefix=<key prefix>`` (default ``gw:``; several gateway deployments may share one
@@ -33,6 +36,7 @@ affected writes retried once. A caller cancelled while waiting does not retract 
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
 import coredis
@@ -41,6 +45,8 @@ import trio
 from coredis.exceptions import NoScriptError, RedisError
 from coredis.tokens import PureToken
 
+from gateway.core import errors
+from gateway.core.errors import TwilioError
 from gateway.core.message import QUEUED, SENDING, Message
 from gateway.store import redis_schema as R
 from gateway.store.base import DLR_TTL, MessageFilter, Store, StoreError
@@ -63,6 +69,16 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
         else:
             theirs.append((k, v))
     return (f"{base}?{urlencode(theirs)}" if theirs else base), ours
+
+
+class StreamRoute(NamedTuple):
+    """Where a message is queued in a cluster (keys of ``runtime.cluster``)."""
+    stream: str
+    depth: str
+    marker: str
+    cap: int            # segments; -1 = not checked
+    segments: int
+    marker_ttl: int     # s
 
 
 class _Op:
@@ -100,10 +116,12 @@ class RedisStore(Store):
         self._pending_map: dict[str, str] = {}
         self._pending_rows: dict[str, bytes] = {}   # sid -> value saved nowait, not answered
         self._sha: dict[str, str] = {}
-        self._scripts: dict[str, str] = {n: getattr(R, n) for n in ("CREATE", "SAVE", "DELETE")}
+        self._scripts: dict[str, str] = {n: getattr(R, n)
+                                         for n in ("CREATE", "SAVE", "DELETE", "ROUTE")}
         self.batches = 0
         self.ops_written = 0
-        #: ``(msg) -> pipeline step | None``: extra write sent with every create (cluster)
+        #: ``(msg) -> StreamRoute | None`` (cluster): the sender stream a created message
+        #: enters in the same script as its create
         self.on_create = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -295,22 +313,34 @@ class RedisStore(Store):
     async def create_message(self, msg: Message, idempotency_key: str | None = None
                              ) -> tuple[Message, bool]:
         keys = self.keys.msg_keys(msg)
-        if idempotency_key is not None:
-            keys.append(self.keys.idem(msg.account_sid, idempotency_key))
+        keys.append(self.keys.idem(msg.account_sid, idempotency_key or "-"))
         args = [msg.sid, msg.status, R.pclass(msg.status), R.blob_of(msg),
-                int(IDEMPOTENCY_TTL * 1000), self.keys.msg_prefix]
+                int(IDEMPOTENCY_TTL * 1000), self.keys.msg_prefix,
+                "1" if idempotency_key is not None else "0"]
+        route = self.on_create(msg) if self.on_create is not None else None
+        if route is None:
+            args.append("0")
+        else:                                    # one script: created and queued together
+            keys += [route.stream, route.depth, route.marker]
+            args += ["1", route.cap, route.segments, route.marker_ttl]
         op = self._push(_Op(self._eval("CREATE", keys, args)))
-        extra = self.on_create(msg) if self.on_create is not None else None
-        if extra is not None:                    # same pipeline: acknowledged together
-            self._push(_Op(extra))
         await op.done.wait()
         if op.error is not None:
             raise op.error
         res = op.result
+        if int(res[0]) == -2:
+            raise TwilioError(errors.QUEUE_FULL)
         if int(res[0]) == 1:
             msg.seq = int(res[1])
             return msg, True
         return R.msg_of(res[1]), False
+
+    def route_nowait(self, msg: Message, route: StreamRoute, on_done=None) -> None:
+        """Queue ``msg`` on its sender stream unless it was already (``ROUTE``);
+        ``on_done(result, error)``: result 1 added, 0 already routed/not pending, -1 full."""
+        keys = [self.keys.msg(msg.sid), route.stream, route.depth, route.marker]
+        args = [msg.sid, route.segments, route.cap, route.marker_ttl]
+        self._push(_Op(self._eval("ROUTE", keys, args), on_done, waited=False))
 
     def _save_build(self, msg: Message):
         keys = self.keys.msg_keys(msg)

@@ -18,8 +18,13 @@ Keys (``P`` = prefix):
 Rules:
 - A create (message + indexes + idempotency key + seq) is one script: atomic.
 - A save never moves a message out of a final status (except undelivered -> delivered,
-  and a rewrite with the same status, e.g. redaction): with several gateways a DLR
-  applied on one must not be undone by a late ``sent`` save from another.
+  and a rewrite with the same status, e.g. redaction), nor from ``sent`` back to a
+  pending one: with several gateways a DLR applied on one must not be undone by a late
+  ``sent`` save from another, nor a send by a late ``queued`` save (scheduled/accepted
+  promoted on another gateway).
+- Cluster sender streams (``P c:q:<from>``, owned by ``runtime.cluster``): a message
+  enters one at most once (marker ``P c:r:<sid>``), together with the per-sender counter
+  of queued segments ``P c:n:<from>`` that the 21611 check reads (``CREATE``/``ROUTE``).
 """
 
 from __future__ import annotations
@@ -123,11 +128,14 @@ local function index(seq, sid, pc)
 end
 """
 
-# KEYS: msg seq acct acct_to acct_from pend sent [idem]
-# ARGV: sid status pclass blob idem_ttl_ms msg_prefix
-# -> {1, seq} created | {0, existing value} idempotent repeat
+# KEYS: msg seq acct acct_to acct_from pend sent idem [stream depth marker]
+# ARGV: sid status pclass blob idem_ttl_ms msg_prefix has_idem(0/1) route(0/1)
+#       [cap(-1 = unchecked) segments marker_ttl_s]
+# -> {1, seq} created | {0, existing value} idempotent repeat | {-2, depth} queue full
+# route=1 (cluster): the message also enters its sender stream (XADD sid n) with the
+# cluster-wide queued-segment counter and its "routed" marker, all or nothing.
 CREATE = _INDEX + """
-if KEYS[8] then
+if ARGV[7] == '1' then
   local old = redis.call('GET', KEYS[8])
   if old then
     local v = redis.call('GET', ARGV[6] .. old)
@@ -137,11 +145,41 @@ end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('ERR message ' .. ARGV[1] .. ' exists')
 end
+if ARGV[8] == '1' then
+  local depth = tonumber(redis.call('GET', KEYS[10]) or '0')
+  local cap = tonumber(ARGV[9])
+  if cap >= 0 and depth + tonumber(ARGV[10]) > cap then return {-2, depth} end
+end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], string.format('%d|%s|', seq, ARGV[2]) .. ARGV[4])
 index(seq, ARGV[1], ARGV[3])
-if KEYS[8] then redis.call('SET', KEYS[8], ARGV[1], 'PX', ARGV[5]) end
+if ARGV[7] == '1' then redis.call('SET', KEYS[8], ARGV[1], 'PX', ARGV[5]) end
+if ARGV[8] == '1' then
+  redis.call('XADD', KEYS[9], '*', 'sid', ARGV[1], 'n', ARGV[10])
+  redis.call('INCRBY', KEYS[10], ARGV[10])
+  redis.call('SET', KEYS[11], '1', 'EX', ARGV[11])
+end
 return {1, seq}
+"""
+
+# KEYS: msg stream depth marker   ARGV: sid segments cap(-1 = unchecked) marker_ttl_s
+# -> 1 added | 0 already routed or no longer pending | -1 queue full
+# A stored message enters its sender stream at most once (scheduled/accepted ones are
+# routed by whichever gateway gets there first; the rest find the marker).
+ROUTE = """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local i = string.find(v, '|', 1, true)
+local j = string.find(v, '|', i + 1, true)
+local st = string.sub(v, i + 1, j - 1)
+if st ~= 'accepted' and st ~= 'scheduled' and st ~= 'queued' then return 0 end
+if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[4]) then return 0 end
+local depth = tonumber(redis.call('GET', KEYS[3]) or '0')
+local cap = tonumber(ARGV[3])
+if cap >= 0 and depth + tonumber(ARGV[2]) > cap then return -1 end
+redis.call('XADD', KEYS[2], '*', 'sid', ARGV[1], 'n', ARGV[2])
+redis.call('INCRBY', KEYS[3], ARGV[2])
+return 1
 """
 
 # KEYS: msg seq acct acct_to acct_from pend sent
@@ -160,6 +198,7 @@ if cur then
   if FINAL[st] and st ~= ARGV[2] and not (st == 'undelivered' and ARGV[2] == 'delivered') then
     return -cseq
   end
+  if st == 'sent' and ARGV[3] == 'p' then return -cseq end
   if seq == 0 then seq = cseq end
   redis.call('SET', KEYS[1], string.format('%d|%s|', seq, ARGV[2]) .. ARGV[4])
   -- existing row: account/To indexes hold it already; From may have been picked now

@@ -38,17 +38,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import outcome
 import trio
 
 from gateway.store.base import StoreError
-from gateway.store.sqlite_writer import Op, WriterStats
+from gateway.store.sqlite_writer import Op, WriterStats, batch_items, settle
 
 log = logging.getLogger("gateway.store")
 
 _LEN = struct.Struct("!I")
 MAX_RESTARTS = 5          # writer process restarts per minute before the store gives up
-_COALESCED = outcome.Value(None)
 
 
 # -- child ------------------------------------------------------------------------------
@@ -303,11 +301,8 @@ class ProcessWriter:
         return b"".join(parts)
 
     async def _commit(self, batch: list[Op]) -> None:
-        stats = self.stats
         t0 = time.perf_counter()
-        last = {op.key: i for i, op in enumerate(batch) if op.key is not None}
-        items = [None if (op.key is not None and last[op.key] != i) else (op.fn, op.args)
-                 for i, op in enumerate(batch)]
+        items = batch_items(batch)
         failure: str | None
         bad = self._unpicklable(items)
         for i in bad:
@@ -323,38 +318,11 @@ class ProcessWriter:
                 self.dead = True
                 log.error("store writer process died: %s", exc)
                 results, failure = [], f"store writer process died: {exc}"
-        if failure is not None:
-            stats.errors += 1
-            stats.last_error = failure
-            log.error("store commit failed, %d ops rolled back: %s", len(batch), failure)
-            err = outcome.Error(StoreError(f"commit failed: {failure}"))
-            for op in batch:
-                op.outcome = err
-        else:
+        if failure is None:
             for i in bad:
                 results[i] = ("err", "op is not transferable to the writer process")
                 items[i] = (None, None)
-            for op, item, res in zip(batch, items, results):
-                if item is None:
-                    op.outcome = _COALESCED
-                    stats.coalesced += 1
-                elif res[0] == "ok":
-                    op.outcome = outcome.Value(res[1])
-                else:
-                    op.outcome = outcome.Error(StoreError(res[1]))
-                    stats.op_errors += 1
-            dt = time.perf_counter() - t0
-            n = len(batch)
-            stats.commits += 1
-            stats.ops += n
-            stats.last_batch = n
-            stats.max_batch = max(stats.max_batch, n)
-            stats.observe(dt)
-            if self.on_commit is not None:
-                try:
-                    self.on_commit(dt, n)
-                except Exception:  # noqa: BLE001 - metrics never break a commit
-                    log.exception("store on_commit observer failed")
+        settle(batch, items, results, failure, self.stats, self.on_commit, t0)
         for op in batch:
             if op.on_done is not None:
                 try:

@@ -88,7 +88,6 @@ class Op:
         self.outcome: outcome.Outcome | None = None
 
 
-_COALESCED = outcome.Value(None)
 
 
 def run_batch(conn: sqlite3.Connection, items: list) -> tuple[list, str | None]:
@@ -124,6 +123,51 @@ def run_batch(conn: sqlite3.Connection, items: list) -> tuple[list, str | None]:
             log.exception("rollback failed")
         return [], str(exc) or type(exc).__name__
     return results, None
+
+
+def batch_items(batch: list[Op]) -> list:
+    """What ``run_batch`` runs for ``batch``: (fn, args), or None for an op that is
+    skipped (the stop sentinel, or superseded by a later op with the same key)."""
+    last = {op.key: i for i, op in enumerate(batch) if op.key is not None}
+    return [None if op.fn is _stop or (op.key is not None and last[op.key] != i)
+            else (op.fn, op.args) for i, op in enumerate(batch)]
+
+
+def settle(batch: list[Op], items: list, results: list, failure: str | None,
+           stats: WriterStats, on_commit, t0: float) -> None:
+    """Give every op of a finished batch its outcome and update ``stats``."""
+    if failure is not None:
+        stats.errors += 1
+        stats.last_error = failure
+        log.error("store commit failed, %d ops rolled back: %s", len(batch), failure)
+        for op in batch:       # one Outcome per op: an Outcome unwraps only once
+            op.outcome = (outcome.Value(None) if op.fn is _stop
+                          else outcome.Error(StoreError(f"commit failed: {failure}")))
+        return
+    for op, item, res in zip(batch, items, results, strict=True):
+        if op.fn is _stop:
+            op.outcome = outcome.Value(None)
+        elif item is None:
+            op.outcome = outcome.Value(None)      # fresh: an Outcome unwraps only once
+            stats.coalesced += 1
+        elif res[0] == "ok":
+            op.outcome = outcome.Value(res[1])
+        else:
+            op.outcome = outcome.Error(StoreError(res[1]))
+            stats.op_errors += 1
+    dt = time.perf_counter() - t0
+    n = len(batch)
+    stats.commits += 1
+    stats.ops += n
+    stats.nowait_ops += sum(1 for op in batch if op.task is None)
+    stats.last_batch = n
+    stats.max_batch = max(stats.max_batch, n)
+    stats.observe(dt)
+    if on_commit is not None:
+        try:
+            on_commit(dt, n)
+        except Exception:  # noqa: BLE001 - metrics never break a commit
+            log.exception("store on_commit observer failed")
 
 
 def _stop(conn: sqlite3.Connection) -> None:  # sentinel op
@@ -248,51 +292,10 @@ class GroupCommitWriter:
                 log.exception("closing the writer connection failed")
 
     def _commit(self, batch: list[Op]) -> None:
-        stats = self.stats
         t0 = time.perf_counter()
-        last = {op.key: i for i, op in enumerate(batch) if op.key is not None}
-        items: list = []
-        for i, op in enumerate(batch):
-            if op.fn is _stop or (op.key is not None and last[op.key] != i):
-                items.append(None)
-            else:
-                items.append((op.fn, op.args))
+        items = batch_items(batch)
         results, failure = run_batch(self._conn, items)
-        if failure is not None:
-            stats.errors += 1
-            stats.last_error = failure
-            log.error("store commit failed, %d ops rolled back: %s", len(batch), failure)
-            for op in batch:
-                if op.fn is _stop:
-                    op.outcome = outcome.Value(None)
-                else:
-                    op.outcome = outcome.Error(StoreError(f"commit failed: {failure}"))
-        else:
-            for op, item, res in zip(batch, items, results):
-                if op.fn is _stop:
-                    op.outcome = outcome.Value(None)
-                elif item is None:
-                    op.outcome = _COALESCED
-                    stats.coalesced += 1
-                elif res[0] == "ok":
-                    op.outcome = outcome.Value(res[1])
-                else:
-                    op.outcome = outcome.Error(StoreError(res[1]))
-                    stats.op_errors += 1
-            dt = time.perf_counter() - t0
-            n = len(batch)
-            stats.commits += 1
-            stats.ops += n
-            stats.nowait_ops += sum(1 for op in batch if op.task is None)
-            stats.last_batch = n
-            if n > stats.max_batch:
-                stats.max_batch = n
-            stats.observe(dt)
-            if self.on_commit is not None:
-                try:
-                    self.on_commit(dt, n)
-                except Exception:  # noqa: BLE001 - metrics never break a commit
-                    log.exception("store on_commit observer failed")
+        settle(batch, items, results, failure, self.stats, self.on_commit, t0)
         wake = [op for op in batch if op.task is not None or op.on_done is not None]
         if wake and self._token is not None:
             try:

@@ -225,6 +225,15 @@ class HttpClient:
 
     async def _exchange(self, origin, payload: bytes, head_only: bool, timer: _Timer,
                         max_body: int) -> ClientResponse:
+        async def attempt(conn):
+            return await self._roundtrip(conn, payload, head_only, timer, max_body)
+
+        return await self.with_connection(origin, timer, attempt)
+
+    async def with_connection(self, origin, timer: _Timer, attempt):
+        """Run ``attempt(conn) -> (result, keep)`` on a pooled (or new) connection of
+        ``origin``; a reused connection found dead before any response byte (``_Stale``)
+        is retried once on a fresh one. ``keep`` returns the connection to the pool."""
         now = trio.current_time()
         if now >= self._next_sweep:
             self._sweep(now)
@@ -239,8 +248,7 @@ class HttpClient:
                     timer.arm("connect")
                     conn = await self._connect(origin)
                 try:
-                    resp, keep = await self._roundtrip(conn, payload, head_only, timer,
-                                                       max_body)
+                    result, keep = await attempt(conn)
                 except _Stale:
                     conn.close()
                     continue
@@ -253,7 +261,7 @@ class HttpClient:
                     pool.idle.append(conn)
                 else:
                     conn.close()
-                return resp
+                return result
         finally:
             pool.release()
         raise ProtocolError("connection closed before a response")   # pragma: no cover

@@ -18,13 +18,22 @@ Rules:
 from __future__ import annotations
 
 import httptools
-import trio
 
 from gateway.io.http_client import (
-    _NET_ERRORS, ClientResponse, HttpClient, _parse_url, _Pool, _Stale, _Timer,
+    _NET_ERRORS,
+    ClientResponse,
+    HttpClient,
+    _parse_url,
+    _Stale,
+    _Timer,
 )
 from gateway.io.http_common import (
-    BodyTooLarge, ConnectTimeout, HttpClientError, ProtocolError, ReadTimeout, TotalTimeout,
+    BodyTooLarge,
+    ConnectTimeout,
+    HttpClientError,
+    ProtocolError,
+    ReadTimeout,
+    TotalTimeout,
 )
 
 
@@ -93,7 +102,7 @@ async def request_many(
     if any(p[:3] != origin for p in parsed):
         raise ValueError("request_many needs one origin")
     data = b"".join(
-        _payload(method, p[3], p[4], hdrs, body) for p, (_, hdrs, body) in zip(parsed, requests)
+        _payload(method, p[3], p[4], hdrs, body) for p, (_, hdrs, body) in zip(parsed, requests, strict=True)
     )
     timer = _Timer(
         lim.total_timeout if total_timeout is None else total_timeout,
@@ -122,34 +131,10 @@ async def request_many(
 
 async def _exchange(client: HttpClient, origin, data: bytes, n: int, timer: _Timer,
                     max_body: int) -> list:
-    pool = client._pools.get(origin)
-    if pool is None:
-        pool = client._pools[origin] = _Pool(client.limits.max_per_origin)
-    await pool.acquire()
-    try:
-        for _attempt in (0, 1):
-            conn = client._take_idle(pool)
-            if conn is None:
-                timer.arm("connect")
-                conn = await client._connect(origin)
-            try:
-                out, keep = await _roundtrips(client, conn, data, n, timer, max_body)
-            except _Stale:
-                conn.close()
-                continue
-            except BaseException:
-                conn.close()
-                raise
-            if keep:
-                conn.reused = True
-                conn.idle_since = trio.current_time()
-                pool.idle.append(conn)
-            else:
-                conn.close()
-            return out
-    finally:
-        pool.release()
-    return [ProtocolError("connection closed before a response")] * n
+    async def attempt(conn):
+        return await _roundtrips(client, conn, data, n, timer, max_body)
+
+    return await client.with_connection(origin, timer, attempt)
 
 
 async def _roundtrips(client: HttpClient, conn, data: bytes, n: int, timer: _Timer,

@@ -21,6 +21,10 @@ Score rules (weights and thresholds in ``HealthConfig``):
   * latency: recent mean (``latency_fast_s``) against the carrier's own baseline
     (``latency_baseline_s``), both floored at ``latency_floor``; ratio ≤ latency_ok_ratio
     → 1, ≥ latency_bad_ratio → 0, linear between. Needs ``latency_min_samples``.
+    After those first samples, a sample feeds the baseline clamped to
+    latency_ok_ratio × baseline: a slow spell cannot redefine "normal" within a few
+    hundred answers (the baseline is count-weighted); a lasting change is still learnt,
+    the baseline growing at most by that factor per ``latency_baseline_s``.
   * DLR: delivered / final over ``dlr_window_s``; ≥ dlr_ok → 1, ≤ dlr_bad → 0.
   * OPTIONS (optional, only once seen): ok ratio over ``options_window_s``.
 - ``score(now)`` reuses its last value for ``score_cache_s`` (50 ms) unless a bad input
@@ -310,6 +314,10 @@ class CarrierHealth:
         self._lat_samples += 1
         self._lat_fast_sum.add(latency, now)
         self._lat_fast_n.add(1.0, now)
+        if latency > self._quick_latency and self._lat_samples > self.cfg.latency_min_samples:
+            n = self._lat_base_n.at(now)
+            base = self._lat_base_sum.at(now) / n if n > 1e-12 else 0.0
+            latency = min(latency, max(base, self.cfg.latency_floor) * self.cfg.latency_ok_ratio)
         self._lat_base_sum.add(latency, now)
         self._lat_base_n.add(1.0, now)
 

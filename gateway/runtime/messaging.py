@@ -12,7 +12,12 @@ Rules:
 - Sticky sender: a recipient keeps the pool number it got first (kv ``sticky``);
   otherwise the pool number whose queue drains soonest for its class, preferring a
   number with the recipient's country/area code.
-- Scheduled messages sit in a heap keyed by SendAt; at SendAt they become ``queued``.
+- Scheduled messages sit in a heap keyed by (SendAt, seq); at SendAt they become
+  ``queued``, in creation order for the same SendAt.
+
+Error handling: a scheduled/accepted message whose sender cannot be picked any more
+(its service was removed or emptied before a restart) fails alone with that error
+code and a callback; nothing raises into the schedule loop or the start-up load.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from dataclasses import replace
 
 import trio
 
-from gateway.core import errors, message as M
+from gateway.core import errors
+from gateway.core import message as M
 from gateway.core.errors import TwilioError
 from gateway.core.ids import new_sid
 from gateway.core.message import Message
@@ -88,21 +94,38 @@ class Messaging:
             self._sched_wake.set()
             return
         if msg.status == M.ACCEPTED:
-            if not msg.from_:
-                msg.from_ = self._pick_sender(msg)
-            number = self.gw.registry.get(msg.from_)
-            if number is not None:
-                msg.sender_class = number.type
-            msg.advance(M.QUEUED, self.gw.now())
-            self.gw.store.save_message_nowait(msg)
-            self.status_changed(msg)
+            self._release(msg)
+            return
         if not self.gw.cluster.route(msg):   # cluster: local queue or the sender's stream
-            # only reachable for accepted/scheduled ones (queued were checked before)
-            msg.advance(M.FAILED, self.gw.now())
-            msg.error_code = errors.QUEUE_OVERFLOW
-            msg.error_message = errors.MESSAGES[errors.QUEUE_OVERFLOW]
-            self.gw.store.save_message_nowait(msg)
-            self.status_changed(msg)
+            self._fail(msg, errors.QUEUE_OVERFLOW, errors.MESSAGES[errors.QUEUE_OVERFLOW])
+
+    def _release(self, msg: Message) -> None:
+        """accepted/scheduled → queued on its sender (picked now if it has none). A
+        sender that cannot be picked any more (the service was removed or emptied since)
+        fails this message alone: never raise into the schedule loop or the load."""
+        if not msg.from_:
+            try:
+                msg.from_ = self._pick_sender(msg)
+            except TwilioError as exc:
+                log.warning("message %s: no sender from its service: %s", msg.sid, exc.message)
+                self._fail(msg, exc.code, exc.message)
+                return
+        number = self.gw.registry.get(msg.from_)
+        if number is not None:
+            msg.sender_class = number.type
+        msg.advance(M.QUEUED, self.gw.now())
+        self.gw.store.save_message_nowait(msg)
+        self.status_changed(msg)
+        if not self.gw.cluster.route(msg):   # cluster: local queue or the sender's stream
+            self._fail(msg, errors.QUEUE_OVERFLOW, errors.MESSAGES[errors.QUEUE_OVERFLOW])
+
+    def _fail(self, msg: Message, code: int, text: str | None) -> None:
+        if not msg.advance(M.FAILED, self.gw.now()):
+            return
+        msg.error_code = code
+        msg.error_message = text
+        self.gw.store.save_message_nowait(msg)
+        self.status_changed(msg)
 
     def _pick_sender(self, msg: Message) -> str:
         svc = self.gw.service(msg.messaging_service_sid)
@@ -135,6 +158,7 @@ class Messaging:
         self._sched_wake.set()
 
     async def schedule_loop(self) -> None:
+        released = 0
         while True:
             if not self.scheduled:
                 self._sched_wake = trio.Event()
@@ -151,19 +175,10 @@ class Messaging:
             msg = self.scheduled_msgs.pop(sid, None)
             if msg is None or msg.status != M.SCHEDULED:
                 continue
-            if not msg.from_:
-                msg.from_ = self._pick_sender(msg)
-            number = self.gw.registry.get(msg.from_)
-            if number is not None:
-                msg.sender_class = number.type
-            msg.advance(M.QUEUED, self.gw.now())
-            self.gw.store.save_message_nowait(msg)
-            self.status_changed(msg)
-            if not self.gw.cluster.route(msg):   # cluster: local queue or stream
-                msg.advance(M.FAILED, self.gw.now())
-                msg.error_code = errors.QUEUE_OVERFLOW
-                self.gw.store.save_message_nowait(msg)
-                self.status_changed(msg)
+            self._release(msg)
+            released += 1
+            if released % 256 == 0:   # a large batch due at once: let the loop breathe
+                await trio.lowlevel.checkpoint()
 
     # -- cancel / redact ----------------------------------------------------------------
     async def cancel(self, msg: Message) -> Message:

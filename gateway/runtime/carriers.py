@@ -62,9 +62,13 @@ class Carriers:
         self._m_pdus = labelled(metrics.smpp_pdus) if metrics is not None else None
 
     def build_links(self, handler) -> None:
+        # cluster: on a Redis-backed gateway a link binds only while it holds a bind lease
+        cluster = getattr(getattr(handler, "gw", None), "cluster", None)
+        gate = getattr(cluster, "bind_gate", None)
         for c in self.settings.carriers:
             if getattr(c, "smpp", None) is not None:
                 self.links[c.name] = SmppLink(c.name, c.smpp, handler, metrics=self.metrics)
+                self.links[c.name].gate = gate   # cluster: None = always
 
     def free_slots(self) -> int:
         return sum(link.free_slots() for link in self.links.values() if link.state == "bound")
@@ -121,8 +125,9 @@ class Carriers:
         """Re-evaluate breakers twice a second (cool-downs and recoveries need time)."""
         while True:
             now = trio.current_time()
-            for name in self.healths:
+            for name, h in self.healths.items():
                 self.check_breaker(name, now)
+                h.drain_transitions()      # logged by check_breaker; keep the list bounded
             await trio.sleep(0.5)
 
     # -- views ----------------------------------------------------------------------------

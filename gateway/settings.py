@@ -68,6 +68,7 @@ class StoreSettings:
 @dataclass(frozen=True, kw_only=True)
 class SipSettings:
     listen: str = opt("127.0.0.1:5060", sc.hostport)
+    accept_register: bool = opt(False)   # answer REGISTER 200 without storing (softphones)
     rtp_port_min: int = opt(10000, sc.between(0, 65535))
     rtp_port_max: int = opt(20000, sc.between(0, 65535))
 
@@ -184,6 +185,7 @@ class SmppSettings:
     tls: bool = opt(False)
     reconnect_min: float = opt(1.0, sc.at_least(0.0))
     reconnect_max: float = opt(30.0, sc.at_least(0.0))
+    cluster_binds: int = opt(1, sc.between(1, 1000))   # binds of this system_id across a Redis cluster
 
 
 @dataclass(frozen=True, kw_only=True)

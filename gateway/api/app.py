@@ -30,6 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.api import recordings
 from gateway.api.calls import CallsResource
 from gateway.api.context import ApiContext, ApiLimits
 from gateway.api.messages import MessagesResource
@@ -96,6 +97,7 @@ class ApiApp:
         self.route(_BASE + r"/Calls\.json$", {"GET": calls.list, "POST": calls.create})
         self.route(_BASE + r"/Calls/(?P<sid>[^/]+)\.json$",
                    {"GET": calls.fetch, "POST": calls.update})
+        recordings.register(self, ctx)
         self.route(r"^/v1/Services/?$", {"GET": svcs.list}, auth="any")
         self.route(r"^/v1/Services/(?P<sid>[^/]+)/?$", {"GET": svcs.fetch}, auth="any")
 

@@ -2,7 +2,8 @@
 
 Owns: binding a port from a configured range, the receive loop (symmetric-RTP latching,
 RFC 4733 digits, reorder-and-record), paced playback, barge-in (``stop_play``), sending
-digits, silence detection and ``stats``; ``_Pacer``, the one task per trio run that sends
+digits, silence detection and ``stats`` (``RtpSession.totals()`` sums them process-wide);
+``_Pacer``, the one task per trio run that sends
 every playing session's next frame on a shared absolute 20 ms grid (no drift, one wakeup
 per tick for all calls).
 
@@ -117,6 +118,19 @@ def _pacer() -> _Pacer:
 
 class RtpSession:
     _cursor: dict[tuple[str, int, int], int] = {}
+    _live: set[RtpSession] = set()                 # open sessions (process-wide)
+    _closed_totals: dict[str, int] = {}            # stats of closed sessions, summed
+
+    @classmethod
+    def totals(cls) -> dict[str, int]:
+        """Process-wide ``stats`` summed over every session, open or closed (benchmarks,
+        diagnostics)."""
+        out = dict(cls._closed_totals)
+        for s in cls._live:
+            for k, v in s.stats.items():
+                out[k] = out.get(k, 0) + v
+        out["open_sessions"] = len(cls._live)
+        return out
 
     def __init__(self, host: str, port_min: int = 0, port_max: int = 0, *,
                  silence_threshold: float = 300.0, ssrc: int | None = None) -> None:
@@ -167,6 +181,7 @@ class RtpSession:
         self._raw = raw                       # sync, non-blocking sendto from play()
         self._sock = trio.socket.from_stdlib_socket(raw)
         self.port = raw.getsockname()[1]
+        RtpSession._live.add(self)
         await trio.lowlevel.checkpoint()
         if nursery is not None:
             nursery.start_soon(self._recv_loop)
@@ -207,6 +222,17 @@ class RtpSession:
         self.latched = False
 
     _alaw = False
+    #: called with (payload, is_alaw) for every new audio frame as it arrives, before
+    #: reordering (a relay: the far end's jitter buffer orders); exceptions drop the frame
+    on_audio = None
+
+    def _is_new(self, data: bytes) -> bool:
+        """Not a duplicate or a frame already released (cheap pre-check for relays)."""
+        if self._rx_max is None or int.from_bytes(data[8:12], "big") != self._rx_ssrc:
+            return True
+        seq = (data[2] << 8) | data[3]
+        ext = self._rx_max + ((seq - self._rx_max + 0x8000) & 0xFFFF) - 0x8000
+        return ext > self._rx_flushed and ext not in self._pending
 
     # -- receive --------------------------------------------------------------------
 
@@ -277,6 +303,8 @@ class RtpSession:
                 self.stats["dropped"] += 1
                 return
         alaw = pt == rtpc.PT_PCMA or (pt == self.payload_type and self._alaw)
+        if self.on_audio is not None and self._is_new(data):
+            self.on_audio(payload, alaw)
         self._on_audio(int.from_bytes(data[8:12], "big"),
                        (data[2] << 8) | data[3], payload, alaw)
 
@@ -355,6 +383,19 @@ class RtpSession:
         self.stats["packets_out"] += 1
         self.stats["bytes_out"] += len(pkt)
 
+    def relay(self, payload: bytes, alaw: bool) -> None:
+        """Send one received G.711 frame on now (bridges), transcoded to our codec; the
+        timestamp follows the frames, re-anchored to wall time after a 100 ms pause."""
+        now = trio.current_time()
+        first = self._last_tx is None or now - self._last_tx > 0.1
+        if first:
+            self._resume_timestamp(now)
+        if alaw != self._alaw:
+            payload = g711.ulaw_to_alaw(payload) if self._alaw else g711.alaw_to_ulaw(payload)
+        self._send(payload, self.payload_type, first, self._ts)
+        self._ts = (self._ts + len(payload)) & 0xFFFFFFFF
+        self._last_tx = now
+
     def _resume_timestamp(self, now: float) -> None:
         """Advance the media clock by the time since the last frame (RFC 3550 §5.1)."""
         if self._last_tx is not None:
@@ -418,6 +459,10 @@ class RtpSession:
         if self._closed:
             return
         self._closed = True
+        if self in RtpSession._live:
+            RtpSession._live.discard(self)
+            for k, v in self.stats.items():
+                RtpSession._closed_totals[k] = RtpSession._closed_totals.get(k, 0) + v
         self.stop_play()
         self._recv_scope.cancel()
         if self._sock is not None:

@@ -146,8 +146,9 @@ class OutboundCall(_CallBase):
 
 class SipUA:
     def __init__(self, host: str, port: int, *, public_host: str | None = None,
-                 tcp: bool = True):
+                 tcp: bool = True, accept_register: bool = False):
         self.host, self.port = host, port
+        self.accept_register = accept_register
         self.public_host = public_host
         self.tcp = tcp
         self.on_incoming = None
@@ -166,7 +167,8 @@ class SipUA:
         await sock.bind((self.host, self.port))
         self._udp = sock
         self.port = sock.getsockname()[1]
-        self.core = UaCore(self.host, self.port, public_host=self.public_host)
+        self.core = UaCore(self.host, self.port, public_host=self.public_host,
+                           accept_register=self.accept_register)
         listeners = []
         if self.tcp:
             try:

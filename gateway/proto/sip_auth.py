@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 
+from gateway.codec.sip import Request
+
 _ALGS = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256"}
 
 
@@ -95,3 +97,21 @@ def check(header_value: str, *, method: str, password: str) -> bool:
                              password=password, cnonce=p.get("cnonce", ""),
                              nc=int(p.get("nc", "1"), 16))
     return parse_challenge(expected)["response"] == p["response"]
+
+
+def retry_request(old, resp, via: str, user: str, password: str, cnonce: str):
+    """``old`` (a Request) again with credentials for ``resp``'s 401/407 challenge, CSeq+1
+    and a new top Via (§22.2, §22.3); None when the challenge cannot be parsed."""
+    hdr = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+    try:
+        challenge = parse_challenge(resp.get(hdr) or "")
+    except ValueError:
+        return None
+    cred = authorization(challenge, method=old.method, uri=old.uri, user=user,
+                         password=password, cnonce=cnonce)
+    req = Request(old.method, old.uri, list(old.headers), old.body)
+    req.set("CSeq", f"{old.cseq.seq + 1} {old.method}")
+    req.remove("Via")
+    req.add("Via", via, first=True)
+    req.set("Authorization" if resp.status == 401 else "Proxy-Authorization", cred)
+    return req

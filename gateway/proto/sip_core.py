@@ -13,6 +13,9 @@ Driving it: ``receive(data, source, transport, now)``; actions (``invite``, ``ri
 ``next_events()`` and ``tick(now)`` at ``next_deadline()``. Events: ``IncomingCall``,
 ``CallProgress``, ``CallAnswered``, ``CallRejected``, ``CallEnded``, ``OptionsDone``.
 
+REGISTER is answered 405 unless ``accept_register`` (then 200 echoing Contact and
+Expires, no binding kept: a test aid for phones that must register, e.g. pyVoIP).
+
 Rules: unparseable input is answered 400 when it has enough headers to route a response,
 else dropped (``bad_messages`` counts both). Session-Expires, P-Asserted-Identity and other
 unknown headers are tolerated and ignored. Actions on an unknown or ended call are no-ops.
@@ -23,11 +26,11 @@ Error handling: a timed-out INVITE becomes ``CallRejected(408)``; an unanswered 
 
 from __future__ import annotations
 
+import heapq
 import random
 from typing import Any
 
 from gateway.codec.sip import Request, Response, SipError, error_response, parse
-from gateway.proto import sip_auth
 from gateway.proto.sip_dialog import (
     ALLOW,
     Call,
@@ -38,11 +41,8 @@ from gateway.proto.sip_dialog import (
     Dialog,
     IncomingCall,
     OptionsDone,
-    cancel_for,
-    invite_request,
     new_branch,
     new_tag,
-    options_request,
     response_to,
 )
 from gateway.proto.sip_transaction import (
@@ -57,14 +57,17 @@ from gateway.proto.sip_transaction import (
     TransactionLayer,
     TxTimeout,
 )
+from gateway.proto.sip_uac import UacActions
 
 Addr = tuple[str, int]
 
 
-class UaCore:
+class UaCore(UacActions):
     def __init__(self, host: str, port: int, *, public_host: str | None = None,
-                 rng: random.Random | None = None, user_agent: str = "gateway-sip"):
+                 rng: random.Random | None = None, user_agent: str = "gateway-sip",
+                 accept_register: bool = False):
         self.host, self.port = host, port
+        self.accept_register = accept_register
         self.public_host = public_host or host
         self.rng = rng or random.SystemRandom()
         self.user_agent = user_agent
@@ -72,6 +75,12 @@ class UaCore:
         self.calls: dict[str, Call] = {}
         self.bad_messages = 0
         self._events: list[Any] = []
+        self._due: list[tuple[float, int, str]] = []   # (when, seq, call_id): check then
+        self._seq = 0
+
+    def _check_at(self, when: float, call: Call) -> None:
+        self._seq += 1
+        heapq.heappush(self._due, (when, self._seq, call.call_id))
 
     # --- plumbing ----------------------------------------------------------------
     def data_to_send(self) -> list[Outgoing]:  # what to put on the wire, in order
@@ -83,9 +92,8 @@ class UaCore:
 
     def next_deadline(self) -> float | None:
         dues = [d for d in (self.layer.next_deadline(),) if d is not None]
-        dues += [min(c.ok_due, c.ok_giveup) for c in self.calls.values() if c.ok is not None]
-        dues += [c.forget_at if c.forget_at is not None else 0.0
-                 for c in self.calls.values() if c.state == "ended"]
+        if self._due:                       # may be stale: costs one early tick at most
+            dues.append(self._due[0][0])
         return min(dues) if dues else None
 
     def _via(self, transport: str) -> str:
@@ -117,27 +125,38 @@ class UaCore:
 
     def tick(self, now: float) -> None:
         self.layer.tick(now)
-        for call in list(self.calls.values()):
-            if call.state == "ended":  # keep it a while to re-ACK / absorb, then drop
-                if call.forget_at is None:
-                    call.forget_at = now + 64 * T1
-                elif now >= call.forget_at:
-                    del self.calls[call.call_id]
-                continue
-            if call.ok is not None and now >= call.ok_giveup:  # no ACK: hang up (§13.3.1.4)
-                call.ok = None
-                self._send_bye(call, now)
-                self._end(call, "timeout")
-            elif call.ok is not None and now >= call.ok_due:
-                self.layer._out.append(Outgoing(call.ok, call.tx.dest, call.transport))
-                call.ok_interval = min(call.ok_interval * 2, T2)
-                call.ok_due += call.ok_interval
+        due = self._due
+        while due and due[0][0] <= now:
+            call = self.calls.get(heapq.heappop(due)[2])
+            if call is not None:
+                self._tick_call(call, now)
         self._pump(now)
+
+    def _tick_call(self, call: Call, now: float) -> None:
+        if call.state == "ended":  # keep it a while to re-ACK / absorb, then drop
+            if call.forget_at is None:
+                call.forget_at = now + 64 * T1
+                self._check_at(call.forget_at, call)
+            elif now >= call.forget_at:
+                del self.calls[call.call_id]
+            return
+        if call.ok is not None and now >= call.ok_giveup:  # no ACK: hang up (§13.3.1.4)
+            call.ok = None
+            self._send_bye(call, now)
+            self._end(call, "timeout")
+        elif call.ok is not None and now >= call.ok_due:
+            self.layer._out.append(Outgoing(call.ok, call.tx.dest, call.transport))
+            call.ok_interval = min(call.ok_interval * 2, T2)
+            call.ok_due += call.ok_interval
+            self._check_at(min(call.ok_due, call.ok_giveup), call)
+        elif call.ok is not None:
+            self._check_at(min(call.ok_due, call.ok_giveup), call)
 
     def _end(self, call: Call, reason: str) -> None:
         if call.state != "ended":
             call.state = "ended"
             call.ok = None
+            self._check_at(0.0, call)          # next tick starts its forget timer
             self._events.append(CallEnded(call.call_id, reason))
 
     # --- layer events ------------------------------------------------------------
@@ -173,6 +192,13 @@ class UaCore:
             self._respond(tx, req, 200, now=now, to_tag=to_tag or new_tag(self.rng),
                           headers=[("Allow", ALLOW), ("Accept", "application/sdp"),
                                    ("Supported", "")])
+        elif m == "REGISTER" and self.accept_register and not to_tag:
+            # Not a registrar (carriers are configured, not registered): phones that
+            # insist on registering first (pyVoIP) get a 200 binding nothing.
+            expires = req.get("Expires") or "3600"
+            hdrs = [("Expires", expires if expires.strip().isdigit() else "3600")]
+            hdrs += [("Contact", c) for c in req.get_all("Contact")]
+            self._respond(tx, req, 200, now=now, to_tag=new_tag(self.rng), headers=hdrs)
         elif m == "CANCEL":
             inv = self.layer.find_server(req, "INVITE")
             if inv is None:
@@ -303,6 +329,7 @@ class UaCore:
         call.state = "answered"
         call.ok, call.ok_interval = resp.encode(), T1
         call.ok_due, call.ok_giveup = now + T1, now + 64 * T1
+        self._check_at(call.ok_due, call)
         self._pump(now)
 
     def reject(self, call_id: str, status: int, reason: str | None, now: float) -> None:
@@ -312,59 +339,6 @@ class UaCore:
                           to_tag=call.local_tag)
             self._end(call, "rejected")
             self._pump(now)
-
-    # --- UAC actions -------------------------------------------------------------
-    def invite(self, to_uri: str, dest: Addr, *, from_user: str, sdp: bytes, now: float,
-               auth: tuple[str, str] | None = None, transport: str = "UDP",
-               headers: list[tuple[str, str]] | None = None, call_id: str | None = None) -> str:
-        call_id = call_id or f"{self.rng.getrandbits(96):024x}@{self.public_host}"
-        tag = new_tag(self.rng)
-        req = invite_request(to_uri, self._via(transport), f"<sip:{from_user}@{self.public_host}>"
-                             f";tag={tag}", call_id, self.rng.randint(1, 9999),
-                             self._contact(from_user, transport), sdp,
-                             [("User-Agent", self.user_agent), *(headers or [])])
-        call = Call(call_id, "uac", req, transport, tag, dest=dest, auth=auth, local_sdp=sdp)
-        self.calls[call_id] = call
-        self._send_invite(call, now)
-        return call_id
-
-    def _send_invite(self, call: Call, now: float) -> None:
-        call.tx = self.layer.send_request(call.invite, call.dest, call.transport, now)
-        call.tx.owner = ("invite", call)
-
-    def _retry_auth(self, call: Call, resp: Response, now: float) -> bool:
-        hdr = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
-        try:
-            challenge = sip_auth.parse_challenge(resp.get(hdr) or "")
-        except ValueError:
-            return False
-        old = call.invite
-        user, password = call.auth  # type: ignore[misc]
-        cred = sip_auth.authorization(challenge, method="INVITE", uri=old.uri, user=user,
-                                      password=password, cnonce=f"{self.rng.getrandbits(64):x}")
-        req = Request("INVITE", old.uri, list(old.headers), old.body)
-        req.set("CSeq", f"{old.cseq.seq + 1} INVITE")
-        req.remove("Via")
-        req.add("Via", self._via(call.transport), first=True)
-        req.set("Authorization" if resp.status == 401 else "Proxy-Authorization", cred)
-        call.invite, call.auth_tries = req, call.auth_tries + 1
-        self._send_invite(call, now)
-        return True
-
-    def _send_cancel(self, call: Call, now: float) -> None:
-        tx = self.layer.send_request(cancel_for(call.invite), call.dest, call.transport, now)
-        tx.owner = ("cancel", call)
-
-    def cancel(self, call_id: str, now: float) -> None:
-        call = self.calls.get(call_id)
-        if call is None or call.role != "uac" or call.state not in ("init", "early"):
-            return
-        call.canceled = True
-        if call.state == "early":
-            self._send_cancel(call, now)
-        else:
-            call.pending_cancel = True
-        self._pump(now)
 
     def _send_bye(self, call: Call, now: float) -> None:
         if call.dialog is None:
@@ -386,13 +360,3 @@ class UaCore:
         else:
             self.reject(call_id, 480, None, now)
         self._pump(now)
-
-    # --- OPTIONS probe -----------------------------------------------------------
-    def options(self, dest: Addr, now: float, *, transport: str = "UDP") -> str:
-        key = f"{self.rng.getrandbits(64):016x}"
-        req = options_request(dest, self._via(transport), f"{key}@{self.public_host}",
-                              f"<sip:ping@{self.public_host}>;tag={new_tag(self.rng)}")
-        req.add("User-Agent", self.user_agent)
-        tx = self.layer.send_request(req, dest, transport, now)
-        tx.owner = ("options", key)
-        return key

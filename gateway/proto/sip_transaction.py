@@ -25,6 +25,7 @@ Error handling: no retries beyond the RFC's timers; a timeout is reported once a
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,6 +143,21 @@ class TransactionLayer:
         self.server: dict[tuple, ServerTx] = {}
         self._out: list[Outgoing] = []
         self._events: list[Any] = []
+        # (due, seq, timer name, tx, table): every timer ever armed; an entry is stale
+        # (skipped) once the tx left its table or the timer was re-armed/cancelled
+        self._heap: list[tuple] = []
+        self._seq = 0
+
+    def _arm(self, tx: _Tx, table: dict) -> None:
+        """Index ``tx``'s current timers (call after changing them)."""
+        for name, due in tx.timers.items():
+            self._seq += 1
+            heapq.heappush(self._heap, (due, self._seq, name, tx, table))
+
+    @staticmethod
+    def _live(entry: tuple) -> bool:
+        due, _, name, tx, table = entry
+        return table.get(tx.key) is tx and tx.timers.get(name) == due
 
     # --- output ------------------------------------------------------------------
     def data_to_send(self) -> list[Outgoing]:
@@ -156,9 +172,10 @@ class TransactionLayer:
         self._out.append(Outgoing(msg.encode(), dest, transport))
 
     def next_deadline(self) -> float | None:
-        dues = [d for tx in (*self.client.values(), *self.server.values())
-                for d in tx.timers.values()]
-        return min(dues) if dues else None
+        heap = self._heap
+        while heap and not self._live(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     # --- client side -------------------------------------------------------------
     def send_request(self, req: Request, dest: Addr, transport: str, now: float) -> ClientTx:
@@ -170,6 +187,7 @@ class TransactionLayer:
             tx.timers["A" if tx.is_invite else "E"] = now + T1
         tx.timers["B" if tx.is_invite else "F"] = now + 64 * T1
         self.client[key] = tx
+        self._arm(tx, self.client)
         return tx
 
     def _client_response(self, resp: Response, source: Addr, now: float) -> None:
@@ -206,6 +224,7 @@ class TransactionLayer:
             self._out.append(Outgoing(tx.last, tx.dest, tx.transport))
         wait = 0.0 if tx.reliable else (32.0 if tx.is_invite else T4)
         tx.timers["D" if tx.is_invite else "K"] = now + wait
+        self._arm(tx, self.client)
 
     # --- server side -------------------------------------------------------------
     def respond(self, tx: ServerTx, resp: Response, now: float) -> None:
@@ -222,6 +241,7 @@ class TransactionLayer:
         if tx.is_invite and code < 300:
             tx.state = "accepted"
             tx.timers = {"L": now + 64 * T1}
+            self._arm(tx, self.server)
             return
         tx.state = "completed"
         if tx.is_invite:
@@ -231,6 +251,7 @@ class TransactionLayer:
             tx.timers["H"] = now + 64 * T1
         else:
             tx.timers["J"] = now + (0.0 if tx.reliable else 64 * T1)
+        self._arm(tx, self.server)
 
     def find_server(self, req: Request, method: str) -> ServerTx | None:
         try:
@@ -249,6 +270,7 @@ class TransactionLayer:
             elif tx.state == "completed":
                 tx.state = "confirmed"
                 tx.timers = {"I": now + (0.0 if tx.reliable else T4)}
+                self._arm(tx, self.server)
             return
         if tx is not None:  # retransmission: absorb, repeat the last response
             if tx.last is not None:
@@ -274,12 +296,23 @@ class TransactionLayer:
             self._server_request(msg, source, transport, now)
 
     def tick(self, now: float) -> None:
-        for table in (self.client, self.server):
-            for key, tx in list(table.items()):
-                for name, due in sorted(tx.timers.items(), key=lambda kv: kv[1]):
-                    if due <= now and tx.timers.get(name) == due:
-                        del tx.timers[name]
-                        self._fire(table, key, tx, name, due)
+        """Fire every timer due by ``now``, earliest first (O(log n) per timer)."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if not self._live(entry):
+                continue
+            due, _, name, tx, table = entry
+            del tx.timers[name]
+            self._fire(table, tx.key, tx, name, due)
+            if table.get(tx.key) is tx:
+                self._arm_one(tx, table, name)
+
+    def _arm_one(self, tx: _Tx, table: dict, name: str) -> None:
+        due = tx.timers.get(name)
+        if due is not None:
+            self._seq += 1
+            heapq.heappush(self._heap, (due, self._seq, name, tx, table))
 
     def _fire(self, table: dict, key: tuple, tx: _Tx, name: str, now: float) -> None:
         # ``now`` is the timer's due time, so a late tick does not shift the schedule

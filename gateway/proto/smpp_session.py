@@ -23,6 +23,9 @@ Rules:
   never drop the bind. An undecodable request is answered with the status the codec
   error carries (deliver_sm/data_sm with their own ``_resp``, anything else with
   generic_nack); stray responses are reported as ``ProtocolError`` and ignored.
+- A ``DeliverReceived`` may be answered later (``answer_deliver``), in any order: SMPP
+  allows responses out of order. ``unanswered`` counts the deliver_sm/data_sm received
+  and not yet answered on this session (the adapter stops reading above a bound).
 
 Error handling (timers, no retries here — retrying is the link's and dispatcher's job):
 - ``response_timeout`` of silence (no byte received) while anything is outstanding
@@ -113,6 +116,7 @@ class EsmeSession:
         self._enquire_seq = 0          # seq of the outstanding enquire_link, 0 = none
         self._enquire_sent = 0.0
         self.protocol_errors = 0
+        self.unanswered = 0            # DeliverReceived not yet answer_deliver'ed
 
     @classmethod
     def from_cfg(cls, cfg: object, bind_type: str | None = None) -> EsmeSession:
@@ -190,7 +194,10 @@ class EsmeSession:
         return seq
 
     def answer_deliver(self, pdu, status: int = 0) -> None:
-        """Answer a deliver_sm / data_sm received in a ``DeliverReceived`` event."""
+        """Answer a deliver_sm / data_sm received in a ``DeliverReceived`` event (now or
+        later, in any order). Once per PDU; nothing is sent when the session is closed."""
+        if self.unanswered > 0:
+            self.unanswered -= 1
         if self.state == CLOSED:
             return
         self._send(codec.resp_for(pdu, status))
@@ -301,6 +308,7 @@ class EsmeSession:
         C = codec.CommandId
         seq = pdu.sequence_number
         if cid == C.DELIVER_SM or cid == C.DATA_SM:
+            self.unanswered += 1
             self._events.append(DeliverReceived(pdu))
         elif cid == C.ENQUIRE_LINK:
             self._send(codec.resp_for(pdu, 0))

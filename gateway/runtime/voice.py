@@ -3,8 +3,9 @@ bridges, trunk probing, call records and call status callbacks.
 
 Owns: ``VoiceService(gw)`` — started by ``Gateway.run`` (``await nursery.start(
 voice.run)``) when a carrier has a ``sip`` trunk or a number a ``voice_url``; the calls
-store (kv namespace ``call``, value ``Call.to_dict()``), the recordings kept in memory,
-and the Calls API operations the Gateway delegates here.
+store (kv namespace ``call``, value ``Call.to_dict()``), ``recordings`` (a
+``RecordingStore``: WAVs under the state directory, served by ``api.recordings``), and the
+Calls API operations the Gateway delegates here.
 
 Rules:
 - Inbound INVITE: the To user (with or without ``+``) must be a configured number with a
@@ -18,7 +19,8 @@ Rules:
   answers 408/5xx before any ringing is CANCELed and the next one tried (a reroute is
   counted); after ringing there is no failover.
 - Status callbacks (signed, retried, ``Hook("voice")``) for the StatusCallbackEvent
-  choices: initiated, ringing, answered, completed (every final status), with
+  choices (inbound calls: the number's ``status_callback``, ``completed`` only, as
+  Twilio's number-level StatusCallback): initiated, ringing, answered, completed (every final status), with
   ``CallbackSource``, ``SequenceNumber``, ``Timestamp`` and, when final,
   ``CallDuration``.
 - OPTIONS to every trunk every ``options_interval``: any final answer but 408/503 is
@@ -34,7 +36,6 @@ or ``completed`` at start. A call task that raises is logged and its call comple
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -49,7 +50,7 @@ from gateway.io.sip_endpoint import CallFailed, SipUA
 from gateway.runtime.webhooks import Hook, WebhookError
 from gateway.store.base import StoreError
 from gateway.voice import tts
-from gateway.voice.dial import dial_child
+from gateway.voice.dial import dial_numbers
 from gateway.voice.interpreter import (
     DialResult,
     FetchError,
@@ -58,11 +59,11 @@ from gateway.voice.interpreter import (
     call_params,
 )
 from gateway.voice.leg import MediaLeg
+from gateway.voice.recordings import RecordingStore, state_dir
 
 log = logging.getLogger("gateway.voice")
 
 NS = "call"
-MAX_RECORDINGS = 64
 RETRY_STATUSES = frozenset({0, 408, 500, 502, 503, 504})
 
 
@@ -87,13 +88,18 @@ class VoiceService:
         self.gw = gw
         self.host, self.port = _hostport(gw.settings.sip.listen)
         self.rtp_range = (gw.settings.sip.rtp_port_min, gw.settings.sip.rtp_port_max)
+        # [sip] accept_register (default off): answer REGISTER 200 for phones that must
+        # register before calling (pyVoIP); trunks are configured, never registered.
+        self.accept_register = bool(getattr(gw.settings.sip, "accept_register", False))
         self.ua: SipUA | None = None
         self.nursery: trio.Nursery | None = None
         self.tts = tts.default()
         self.active: dict[str, _Active] = {}
         self.sip_up: dict[str, bool | None] = {
             c.name: None for c in gw.settings.carriers if getattr(c, "sip", None)}
-        self.recordings: OrderedDict[str, bytes] = OrderedDict()
+        self.recordings = RecordingStore(
+            gw.store, state_dir(gw.settings.store.path) / "recordings",
+            gw.settings.api.public_url, gw.now)
 
     @staticmethod
     def wanted(settings) -> bool:
@@ -103,7 +109,7 @@ class VoiceService:
     # -- lifecycle ------------------------------------------------------------------
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self._recover()
-        self.ua = SipUA(self.host, self.port)
+        self.ua = SipUA(self.host, self.port, accept_register=self.accept_register)
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             self.port = await nursery.start(self.ua.serve)
@@ -176,13 +182,10 @@ class VoiceService:
         await self.save(call)
         return call
 
-    def save_recording(self, call: C.Call, wav: bytes) -> tuple[str, str]:
-        sid = ids.new_sid("RE")
-        self.recordings[sid] = wav
-        while len(self.recordings) > MAX_RECORDINGS:
-            self.recordings.popitem(last=False)
-        base = self.gw.settings.api.public_url.rstrip("/")
-        return sid, f"{base}/2010-04-01/Accounts/{call.account_sid}/Recordings/{sid}"
+    async def save_recording(self, call: C.Call, wav: bytes, seconds: int) -> tuple[str, str]:
+        """Store a ``<Record>`` WAV -> (RecordingSid, RecordingUrl)."""
+        rec = await self.recordings.save(call.account_sid, call.sid, wav, seconds)
+        return rec.sid, self.recordings.url(rec)
 
     # -- status ---------------------------------------------------------------------
     def _move(self, call: C.Call, status: str) -> bool:
@@ -269,7 +272,11 @@ class VoiceService:
                       date_created=now, date_updated=now, url=view.voice_url,
                       method=view.voice_method, fallback_url=view.voice_fallback_url or None,
                       fallback_method=view.voice_fallback_method, sip_call_id=inv.call_id,
-                      carrier=self._carrier_at(inv.source), status_callback_events=())
+                      carrier=self._carrier_at(inv.source),
+                      # the number's StatusCallback (Twilio: voice status, "completed" only)
+                      status_callback=view.status_callback or None,
+                      status_callback_method=view.status_callback_method or "POST",
+                      status_callback_events=C.DEFAULT_EVENTS if view.status_callback else ())
         await inv.ringing()
         act = self.active[call.sid] = _Active(call)
         self.gw.metrics.calls_active.inc()
@@ -343,6 +350,7 @@ class VoiceService:
                 f"sip:{user}@{trunk.host}:{trunk.port}", (trunk.host, trunk.port),
                 from_user=call.from_, sdp_offer=offer, timeout=timeout,
                 transport=trunk.transport)
+            call.carrier, call.sip_call_id = name, out.call_id   # the trunk being tried
             progress = None
             try:
                 with trio.move_on_after(self.setup_timeout):
@@ -438,10 +446,12 @@ class VoiceService:
         return act
 
     # -- <Dial> ---------------------------------------------------------------------
-    async def dial(self, parent: MediaLeg, number, *, timeout: float, caller_id: str,
+    async def dial(self, parent: MediaLeg, numbers, *, timeout: float, caller_id: str,
                    time_limit: float, hangup_on_star: bool) -> DialResult:
-        return await dial_child(self, parent, number, timeout=timeout, caller_id=caller_id,
-                                time_limit=time_limit, hangup_on_star=hangup_on_star)
+        """``<Dial>``: ring every number at once, bridge the first to answer."""
+        return await dial_numbers(self, parent, numbers, timeout=timeout,
+                                  caller_id=caller_id, time_limit=time_limit,
+                                  hangup_on_star=hangup_on_star)
 
     # -- trunk probes ---------------------------------------------------------------
     async def _probe_loop(self, name: str, trunk) -> None:

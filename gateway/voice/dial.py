@@ -1,15 +1,20 @@
-"""``<Dial><Number>``: the child leg of a call, placed through a carrier trunk and
-bridged to its parent.
+"""``<Dial><Number>…``: the child legs of a call, placed through carrier trunks, rung in
+parallel, the first to answer bridged to its parent.
 
-Owns: ``dial_child(service, parent_leg, number, ...) -> DialResult`` — the child
-``Call`` record (direction ``outbound-dial``, ``parent_call_sid``, starts
-``initiated``), the INVITE through ``service.place`` (same trunk order and failover as
-API calls), ``sendDigits`` after answer, and the bridge until either side hangs up, the
-``timeLimit`` passes or ``*`` is pressed with ``hangupOnStar``.
+Owns: ``dial_numbers(service, parent_leg, numbers, ...) -> DialResult`` — one child
+``Call`` record per ``<Number>`` (direction ``outbound-dial``, ``parent_call_sid``,
+starts ``initiated``), each INVITE through ``service.place`` (same trunk order and
+failover as API calls), the race (first answer wins; the others are CANCELed, or BYE'd
+when they answered in the same instant, and end ``canceled``), the ``<Number url>``
+whisper (that TwiML runs on the answered child before the bridge; a ``<Hangup/>`` or
+``<Reject/>`` there means "do not connect"), ``sendDigits`` after answer, and the bridge
+until either side hangs up, the ``timeLimit`` passes or ``*`` is pressed with
+``hangupOnStar``.
 
-Rules: the child's final status is the ``DialCallStatus`` (completed, busy, no-answer,
-failed, canceled); ``DialCallDuration`` is the bridged time in whole seconds.
-Error handling: a failed INVITE is a DialResult, never an exception; the child's RTP
+Rules: ``DialCallStatus`` is the winner's final status (completed); with no winner it is
+busy when every number was busy, no-answer when any rang out or timed out, else failed.
+``DialCallDuration`` is the bridged time in whole seconds.
+Error handling: a failed INVITE is a DialResult, never an exception; every child's RTP
 session is closed and its record saved whatever happens (shielded).
 """
 
@@ -22,57 +27,148 @@ from gateway.core import ids
 from gateway.core import numbers as nums
 from gateway.io.rtp import RtpSession
 from gateway.io.sip_endpoint import CallFailed
-from gateway.voice.interpreter import DialResult
+from gateway.voice.interpreter import DialResult, Next
 from gateway.voice.leg import MediaLeg, bridge
 
 
-async def dial_child(svc, parent: MediaLeg, number, *, timeout: float, caller_id: str,
-                 time_limit: float, hangup_on_star: bool) -> DialResult:
+class _Attempt:
+    def __init__(self, number, child: C.Call, rtp: RtpSession) -> None:
+        self.number, self.child, self.rtp = number, child, rtp
+        self.out = None
+        self.remote: bytes | None = None
+        self.failed: str | None = None
+
+
+def _loser_status(attempts: list[_Attempt]) -> str:
+    codes = [a.failed for a in attempts]
+    if codes and all(c == C.BUSY for c in codes):
+        return C.BUSY
+    if any(c in (C.NO_ANSWER, None) for c in codes):
+        return C.NO_ANSWER
+    return C.FAILED
+
+
+async def _ring(svc, att: _Attempt, timeout: float, won) -> None:
+    """Place one child call; ``won(att)`` when it answers. Cancelled -> CANCEL it."""
+    child = att.child
+    out, failed = await svc.place(child, att.rtp, timeout)
+    if out is None:
+        att.failed = failed
+        return
+    att.out = out
+    try:
+        if out.provisionals or await out.wait_progress() == "ringing":
+            svc._move(child, C.RINGING)
+        att.remote = await out.wait_answer()
+    except CallFailed as exc:
+        att.failed = C.NO_ANSWER if exc.status == 408 else C.status_for_sip(exc.status)
+        return
+    except trio.Cancelled:
+        if not out.answered:
+            with trio.CancelScope(shield=True):
+                await out.cancel()
+        raise
+    won(att)
+
+
+async def _whisper(svc, leg: MediaLeg, number) -> bool:
+    """Run ``<Number url>`` on the answered child; False = do not connect."""
+    interp = svc._interpreter(leg)
+    await interp.play_document(Next(number.url, number.method))
+    return not (leg.ended or interp.hung_up)
+
+
+async def dial_numbers(svc, parent: MediaLeg, numbers, *, timeout: float, caller_id: str,
+                       time_limit: float, hangup_on_star: bool) -> DialResult:
     now = svc.gw.now()
     pc = parent.call
-    child = C.Call(sid=ids.new_sid("CA"), account_sid=pc.account_sid,
-                   from_=caller_id or pc.from_, to=nums.normalize(number.number),
-                   direction=C.OUTBOUND_DIAL, status=C.INITIATED, date_created=now,
-                   date_updated=now, parent_call_sid=pc.sid, timeout=int(timeout),
-                   status_callback_events=())
-    await svc.save(child)
-    act = svc.track(child)
-    svc.gw.metrics.calls_active.inc()
+    attempts: list[_Attempt] = []
+    acts = []
     try:
-        async with trio.open_nursery() as n:
-            rtp = RtpSession(svc.host, *svc.rtp_range)
-            await rtp.open(n)
+        async with trio.open_nursery() as rtp_nursery:
+            for number in numbers:
+                child = C.Call(sid=ids.new_sid("CA"), account_sid=pc.account_sid,
+                               from_=caller_id or pc.from_, to=nums.normalize(number.number),
+                               direction=C.OUTBOUND_DIAL, status=C.INITIATED, date_created=now,
+                               date_updated=now, parent_call_sid=pc.sid, timeout=int(timeout),
+                               status_callback_events=())
+                await svc.save(child)
+                acts.append(svc.track(child))
+                svc.gw.metrics.calls_active.inc()
+                rtp = RtpSession(svc.host, *svc.rtp_range)
+                await rtp.open(rtp_nursery)
+                attempts.append(_Attempt(number, child, rtp))
             try:
-                out, failed = await svc.place(child, rtp, timeout)
-                if out is None:
-                    svc._final(child, failed)
-                    return DialResult(child.status, child.sid, 0)
-                try:
-                    if out.provisionals or await out.wait_progress() == "ringing":
-                        svc._move(child, C.RINGING)
-                    remote = await out.wait_answer()
-                except CallFailed as exc:
-                    svc._final(child, C.NO_ANSWER if exc.status == 408
-                                else C.status_for_sip(exc.status))
-                    return DialResult(child.status, child.sid, 0)
-                leg = act.leg = await svc._leg(child, rtp, out, remote)
-                svc._move(child, C.IN_PROGRESS)
-                n.start_soon(leg.watch)
-                if number.send_digits:
-                    await leg.send_digits(number.send_digits)
-                await bridge(parent, leg, time_limit=time_limit,
-                             hangup_on_star=hangup_on_star)
+                return await _race_and_bridge(svc, parent, attempts, timeout=timeout,
+                                              time_limit=time_limit,
+                                              hangup_on_star=hangup_on_star)
+            finally:
+                rtp_nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            for att in attempts:
+                await att.rtp.close()
+            for act in acts:
+                child = act.call
+                if not child.final:
+                    svc._final(child, C.COMPLETED if child.status == C.IN_PROGRESS
+                               else C.CANCELED)
+                svc.gw.metrics.calls_active.dec()
+                await svc.save(child)
+                svc.active.pop(child.sid, None)
+
+
+async def _race_and_bridge(svc, parent: MediaLeg, attempts: list[_Attempt], *,
+                           timeout: float, time_limit: float,
+                           hangup_on_star: bool) -> DialResult:
+    winner: list[_Attempt] = []
+    async with trio.open_nursery() as ring:
+        def won(att: _Attempt) -> None:
+            if not winner:
+                winner.append(att)
+                ring.cancel_scope.cancel()
+
+        async def watch_parent() -> None:       # the caller hung up: stop ringing
+            await parent.sip.ended.wait()
+            ring.cancel_scope.cancel()
+
+        ring.start_soon(watch_parent)
+        async with trio.open_nursery() as tries:
+            for att in attempts:
+                tries.start_soon(_ring, svc, att, timeout, won)
+        ring.cancel_scope.cancel()
+    for att in attempts:
+        if att in winner:
+            continue
+        if att.out is not None and att.out.answered:      # answered too late: hang up
+            with trio.CancelScope(shield=True):
+                await att.out.hangup()
+        if att.failed:
+            svc._final(att.child, att.failed)
+        else:
+            svc._final(att.child, C.CANCELED)
+    if not winner:
+        att = attempts[0]
+        return DialResult(_loser_status(attempts), att.child.sid if len(attempts) == 1
+                          else None, 0)
+    att = winner[0]
+    child = att.child
+    leg = svc.active[child.sid].leg = await svc._leg(child, att.rtp, att.out, att.remote)
+    svc._move(child, C.IN_PROGRESS)
+    async with trio.open_nursery() as n:
+        n.start_soon(leg.watch)
+        try:
+            if att.number.send_digits:
+                await leg.send_digits(att.number.send_digits)
+            if att.number.url and not await _whisper(svc, leg, att.number):
                 await leg.hangup()
                 svc._final(child, C.COMPLETED)
-                return DialResult(C.COMPLETED, child.sid, child.duration or 0)
-            finally:
-                n.cancel_scope.cancel()
-                with trio.CancelScope(shield=True):
-                    await rtp.close()
-    finally:
-        if not child.final:
-            svc._final(child, C.COMPLETED if child.status == C.IN_PROGRESS else C.CANCELED)
-        svc.gw.metrics.calls_active.dec()
-        with trio.CancelScope(shield=True):
-            await svc.save(child)
-        svc.active.pop(child.sid, None)
+                return DialResult(C.COMPLETED, child.sid, 0)
+            if not parent.ended:
+                await bridge(parent, leg, time_limit=time_limit,
+                             hangup_on_star=hangup_on_star)
+            await leg.hangup()
+            svc._final(child, C.COMPLETED)
+            return DialResult(C.COMPLETED, child.sid, child.duration or 0)
+        finally:
+            n.cancel_scope.cancel()

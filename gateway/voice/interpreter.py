@@ -19,9 +19,11 @@ Rules (Twilio's, ``reference/twilio.md`` §6–7):
 - ``<Record>``: empty recording -> no action request, next verb; else POST ``action``
   with ``RecordingUrl``, ``RecordingDuration``, ``RecordingSid``, ``Digits`` (the key
   that ended it, ``hangup``, or empty on timeout/maxLength).
-- ``<Dial>``: ``<Number>``s are tried in order until one answers (Twilio rings them at
-  once: a deviation); ``action`` gets ``DialCallStatus``, ``DialCallSid``,
+- ``<Dial>``: every ``<Number>`` is handed to the leg at once (rung in parallel, first
+  answer wins); ``action`` gets ``DialCallStatus``, ``DialCallSid``,
   ``DialCallDuration``. ``callerId`` defaults to the call's ``From``.
+- ``play_document``: documents without the final hangup (``<Number url>`` whisper);
+  ``hung_up``: a ``<Hangup/>``/``<Reject/>`` ran.
 - ``loop="0"`` repeats until hangup, capped at ``LOOP_FOREVER`` rounds.
 - ``Calls`` update with ``Url``/``Twiml`` mid-call: ``replace()`` stops the current verb
   and runs the new document.
@@ -36,9 +38,10 @@ answer is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urljoin
 
@@ -101,7 +104,7 @@ class CallLeg(Protocol):
     async def next_digit(self, timeout: float | None) -> str | None: ...  # None: timeout
     async def record(self, *, timeout: float, finish_on_key: str, max_length: float,
                      play_beep: bool, trim: str) -> RecordResult: ...
-    async def dial(self, number: tv.Number, *, timeout: float, caller_id: str,
+    async def dial(self, numbers: list[tv.Number], *, timeout: float, caller_id: str,
                    time_limit: float, hangup_on_star: bool, record: str) -> DialResult: ...
 
 
@@ -148,13 +151,12 @@ class Interpreter:
                  fallback_method: str = "POST", notify: Notifier | None = None) -> None:
         self.leg = leg
         self.fetch = fetch
-        self.fallback_url = fallback_url or None
-        self.fallback_method = fallback_method
-        self.notify = notify
-        self.documents = 0
+        self.fallback_url, self.fallback_method = fallback_url or None, fallback_method
+        self.notify, self.documents = notify, 0
         self.warnings: list[str] = []
         self._scope: trio.CancelScope | None = None
         self._pending: Next | None = None
+        self.hung_up = False
 
     @property
     def call(self) -> C.Call:
@@ -169,19 +171,25 @@ class Interpreter:
 
     async def run(self, first: Next) -> None:
         """Run documents until hangup; returns when the call is over."""
-        nxt: Next | None = first
-        try:
-            while nxt is not None and not self.leg.ended:
-                self._pending = None
-                with trio.CancelScope() as scope:
-                    self._scope = scope
-                    nxt = await self._step(nxt)
-                self._scope = None
-                if self._pending is not None:
-                    nxt = self._pending
+        with contextlib.suppress(CallEnded):
+            await self._documents(first)
             await self.leg.hangup()
-        except CallEnded:
-            pass
+
+    async def play_document(self, first: Next) -> None:
+        """Run ``first`` (and what it leads to) but leave the call up at the end."""
+        with contextlib.suppress(CallEnded):
+            await self._documents(first)
+
+    async def _documents(self, first: Next) -> None:
+        nxt: Next | None = first
+        while nxt is not None and not self.leg.ended and not self.hung_up:
+            self._pending = None
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                nxt = await self._step(nxt)
+            self._scope = None
+            if self._pending is not None:
+                nxt = self._pending
 
     # -- documents ------------------------------------------------------------------
     async def _step(self, nxt: Next) -> Next | None:
@@ -246,6 +254,7 @@ class Interpreter:
         leg = self.leg
         for verb in verbs:
             if isinstance(verb, tv.Reject):
+                self.hung_up = True
                 if not leg.answered:
                     await leg.reject(verb.reason)
                     return None
@@ -270,6 +279,7 @@ class Interpreter:
                 url = _resolve(doc_url, verb.url)
                 return Next(url, verb.method)
             elif isinstance(verb, tv.Hangup):
+                self.hung_up = True
                 return None
         return None
 
@@ -361,12 +371,12 @@ class Interpreter:
         leg = self.leg
         res = DialResult(C.FAILED, None, 0)
         caller_id = d.caller_id or self.call.from_
-        for number in d.numbers:
-            res = await leg.dial(number, timeout=float(d.timeout), caller_id=caller_id,
-                                 time_limit=float(d.time_limit),
+        if d.numbers:
+            numbers = [replace(n, url=_resolve(doc_url, n.url)) if n.url else n
+                       for n in d.numbers]                 # whisper URLs are relative too
+            res = await leg.dial(numbers, timeout=float(d.timeout),
+                                 caller_id=caller_id, time_limit=float(d.time_limit),
                                  hangup_on_star=d.hangup_on_star, record=d.record)
-            if res.status == C.COMPLETED or leg.ended:
-                break
         action = _resolve(doc_url, d.action) if d.action else None
         if action is None:
             if leg.ended:

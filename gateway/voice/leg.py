@@ -12,8 +12,9 @@ Rules:
 - ``reject("busy")`` answers 486, ``reject("rejected")`` 603 Decline.
 - ``hangup()`` on an inbound call that was never answered answers first (Twilio: an
   empty document ends a *completed* call), then sends BYE.
-- The bridge copies decoded audio both ways in 100 ms chunks through the sessions'
-  recording buffers (so either side may be PCMU or PCMA); digits are not forwarded.
+- The bridge relays each 20 ms frame as it arrives (``RtpSession.on_audio`` ->
+  ``relay``), transcoding when one side is PCMU and the other PCMA; digits are not
+  forwarded.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import math
 
 import trio
 
-from gateway.codec import g711
 from gateway.core import call as C
 from gateway.voice import audio
 from gateway.voice.interpreter import CallEnded, RecordResult
@@ -31,7 +31,6 @@ from gateway.voice.interpreter import CallEnded, RecordResult
 log = logging.getLogger("gateway.voice")
 
 POLL_S = 0.05
-BRIDGE_CHUNK_S = 0.1
 
 
 class MediaLeg:
@@ -182,26 +181,30 @@ class MediaLeg:
         seconds = len(pcm) // 16000
         if seconds <= 0:
             return RecordResult(None, None, 0, digits)
-        sid, url = self.svc.save_recording(self.call, audio.wav_bytes(pcm))
+        try:
+            with trio.CancelScope(shield=True):
+                sid, url = await self.svc.save_recording(self.call, audio.wav_bytes(pcm),
+                                                         seconds)
+        except Exception as exc:                  # disk full, store down: nothing recorded
+            log.error("call sid=%s recording not saved: %s", self.call.sid, exc)
+            return RecordResult(None, None, 0, digits)
         return RecordResult(url, sid, seconds, digits)
 
-    async def dial(self, number, *, timeout: float, caller_id: str, time_limit: float,
+    async def dial(self, numbers, *, timeout: float, caller_id: str, time_limit: float,
                    hangup_on_star: bool, record: str):
-        return await self.svc.dial(self, number, timeout=timeout, caller_id=caller_id,
+        return await self.svc.dial(self, numbers, timeout=timeout, caller_id=caller_id,
                                    time_limit=time_limit, hangup_on_star=hangup_on_star)
 
 
 async def bridge(a: MediaLeg, b: MediaLeg, *, time_limit: float, hangup_on_star: bool) -> None:
-    """Copy audio between two answered legs until either ends, ``time_limit`` passes or
-    (``hangup_on_star``) the first leg presses ``*``."""
-    async def pump(src: MediaLeg, dst: MediaLeg) -> None:
-        src.rtp.start_recording()
-        while not (src.ended or dst.ended):
-            await trio.sleep(BRIDGE_CHUNK_S)
-            pcm = src.rtp.stop_recording()
-            src.rtp.start_recording()
-            if pcm and not dst.ended:
-                await dst.rtp.play(g711.ulaw_encode(pcm))
+    """Relay audio between two answered legs frame by frame (each 20 ms frame is sent on
+    as it arrives, transcoded PCMU<->PCMA when the legs differ) until either ends,
+    ``time_limit`` passes or (``hangup_on_star``) the first leg presses ``*``."""
+    def relay(dst: MediaLeg):
+        def on_audio(payload: bytes, alaw: bool) -> None:
+            if not dst.ended:
+                dst.rtp.relay(payload, alaw)
+        return on_audio
 
     async def star() -> None:
         while True:
@@ -211,19 +214,16 @@ async def bridge(a: MediaLeg, b: MediaLeg, *, time_limit: float, hangup_on_star:
     async def ended(leg: MediaLeg) -> None:
         await leg.sip.ended.wait()
 
-    async with trio.open_nursery() as n:
-        async def first(fn, *args) -> None:
-            await fn(*args)
-            n.cancel_scope.cancel()
-        n.cancel_scope.deadline = trio.current_time() + time_limit
-        n.start_soon(first, pump, a, b)
-        n.start_soon(first, pump, b, a)
-        n.start_soon(first, ended, a)
-        n.start_soon(first, ended, b)
-        if hangup_on_star:
-            n.start_soon(first, star)
-    for leg in (a, b):
-        try:
-            leg.rtp.stop_recording()
-        except Exception:
-            pass
+    a.rtp.on_audio, b.rtp.on_audio = relay(b), relay(a)
+    try:
+        async with trio.open_nursery() as n:
+            async def first(fn, *args) -> None:
+                await fn(*args)
+                n.cancel_scope.cancel()
+            n.cancel_scope.deadline = trio.current_time() + time_limit
+            n.start_soon(first, ended, a)
+            n.start_soon(first, ended, b)
+            if hangup_on_star:
+                n.start_soon(first, star)
+    finally:
+        a.rtp.on_audio = b.rtp.on_audio = None

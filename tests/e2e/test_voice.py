@@ -60,6 +60,10 @@ async def test_inbound_gather_dtmf_then_say_and_bye(tmp_path):
             (call,) = await wait_until_calls(env, lambda cs: cs and cs[0].final and cs)
             assert call.status == C.COMPLETED and call.direction == C.INBOUND
             assert call.sid == first.form["CallSid"]
+            # the number's StatusCallback: one "completed" callback, signed, with duration
+            (done,) = await sink.wait_for(lambda: sink.at("/call-status"), timeout=10)
+            assert done.form["CallStatus"] == "completed" and done.form["CallSid"] == call.sid
+            assert done.form["CallDuration"] == str(call.duration) and _valid(done)
 
 
 async def wait_until_calls(env, pred, timeout=10.0):

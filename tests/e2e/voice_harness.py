@@ -49,7 +49,8 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def config(tmp_path, sink_port: int, trunks: list[tuple[str, int]]) -> str:
+def config(tmp_path, sink_port: int, trunks: list[tuple[str, int]],
+           routes: list[tuple[str, list[str]]] | None = None) -> str:
     sink = f"http://127.0.0.1:{sink_port}"
     blocks = "".join(textwrap.dedent(f"""
         [[carriers]]
@@ -79,6 +80,8 @@ def config(tmp_path, sink_port: int, trunks: list[tuple[str, int]]) -> str:
         sid = "{ACCOUNT}"
         auth_token = "{TOKEN}"
         """) + blocks + (f'[[routes]]\nprefix = "+"\ncarriers = [{names}]\n' if trunks else "") \
+        + "".join(f'[[routes]]\nprefix = "{p}"\ncarriers = [{", ".join(repr(c) for c in cs)}]\n'
+                  .replace("'", '"') for p, cs in routes or []) \
         + textwrap.dedent(f"""
         [[numbers]]
         number = "{NUMBER}"
@@ -86,6 +89,7 @@ def config(tmp_path, sink_port: int, trunks: list[tuple[str, int]]) -> str:
         type = "long_code"
         voice_url = "{sink}/voice"
         voice_fallback_url = "{sink}/voice-fallback"
+        status_callback = "{sink}/call-status"
         """)
 
 
@@ -110,16 +114,19 @@ class VoiceEnv:
 
 
 @contextlib.asynccontextmanager
-async def voice_env(tmp_path, trunks: list[tuple[str, int]], setup_timeout: float = 1.5):
+async def voice_env(tmp_path, trunks: list[tuple[str, int]], setup_timeout: float = 1.5,
+                    accept_register: bool = False,
+                    routes: list[tuple[str, list[str]]] | None = None):
     async with trio.open_nursery() as nursery:
         sink = HoldingSink()
         sink.server = HttpServer(sink.handle, "127.0.0.1", 0)
         sink.port = await nursery.start(sink.server.serve)
         path = tmp_path / "gw.toml"
-        path.write_text(config(tmp_path, sink.port, trunks))
+        path.write_text(config(tmp_path, sink.port, trunks, routes))
         gw = Gateway(settings_mod.load(path),
                      registry=__import__("prometheus_client").CollectorRegistry())
         gw.voice.setup_timeout = setup_timeout
+        gw.voice.accept_register = accept_register      # pyVoIP must REGISTER first
         api_port = await nursery.start(gw.run)
         env = VoiceEnv(gw, api_port, gw.voice.port, sink, tmp_path, nursery)
         try:

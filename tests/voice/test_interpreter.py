@@ -95,9 +95,9 @@ class FakeLeg:
         self.log.append(("record", kw))
         return self.record_result
 
-    async def dial(self, number, **kw):
+    async def dial(self, numbers, **kw):
         self._check()
-        self.log.append(("dial", number.number, kw))
+        self.log.append(("dial", [n.number for n in numbers], kw))
         return self.dial_results.pop(0) if self.dial_results else DialResult("completed", "CA" + "2" * 32, 7)
 
 
@@ -243,13 +243,13 @@ async def test_empty_recording_makes_no_action_request(autojump_clock):
 
 
 async def test_dial_action_and_defaults(autojump_clock):
-    leg = FakeLeg(dial=[DialResult("busy", "CA" + "3" * 32, 0), DialResult("completed", "CA" + "4" * 32, 12)])
+    leg = FakeLeg(dial=[DialResult("completed", "CA" + "4" * 32, 12)])
     web = FakeWeb({U: '<Response><Dial action="/d" timeout="10"><Number>+15005550002</Number>'
                       '<Number sendDigits="1">+15005550003</Number></Dial></Response>',
                    "http://app/d": "<Response/>"})
     await run(leg, web)
     dials = [e for e in leg.log if e[0] == "dial"]
-    assert [d[1] for d in dials] == ["+15005550002", "+15005550003"]
+    assert [d[1] for d in dials] == [["+15005550002", "+15005550003"]]   # all at once
     assert dials[0][2] == {"timeout": 10.0, "caller_id": "+15005550001", "time_limit": 14400.0,
                            "hangup_on_star": False, "record": "do-not-record"}
     p = web.requests[1][2]

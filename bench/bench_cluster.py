@@ -38,7 +38,7 @@ async def commandstats(client) -> dict[str, int]:
 
 async def run_case(tmp: Path, server: RedisServer, gateways: int, count: int,
                    concurrency: int) -> dict:
-    async with cluster_env(tmp, server, n=gateways, rates=RATES,
+    async with cluster_env(tmp, server, n=gateways, rates=RATES, binds=gateways,
                            sim_kw={"dlr_delay_ms": 0, "record_submits": False}) as env:
         with trio.fail_after(20):
             while sum(len(x.gw.cluster.held) for x in env.nodes) < 16:

@@ -91,15 +91,18 @@ class ClusterEnv:
         return [r.short_message for r in self.sim.submits]
 
 
-def redis_config(tmp_path, sim_port: int, sink_port: int, url: str, rates: str) -> str:
+def redis_config(tmp_path, sim_port: int, sink_port: int, url: str, rates: str,
+                 binds: int = 1, max_tps: float = 0) -> str:
     text = config_text(tmp_path, [("a", sim_port)], sink_port, rates=rates)
+    text = text.replace("  window = 64\n", f"  window = 64\n  cluster_binds = {binds}\n"
+                        f"  max_tps = {max_tps}\n")
     return re.sub(r'backend = "sqlite"\npath = "[^"]*"',
                   f'backend = "redis"\nurl = "{url}"', text, count=1)
 
 
 @contextlib.asynccontextmanager
 async def cluster_env(tmp_path, redis_server, n: int = 2, rates: str = "",
-                      sim_kw: dict | None = None):
+                      sim_kw: dict | None = None, binds: int = 1, max_tps: float = 0):
     prefix = f"cl{next(_prefixes)}-{tmp_path.name[-12:]}:"
     async with trio.open_nursery() as nursery:
         sink = Sink()
@@ -108,7 +111,8 @@ async def cluster_env(tmp_path, redis_server, n: int = 2, rates: str = "",
         sim = await start_sim(nursery, **{"dlr_delay_ms": 10, **(sim_kw or {})})
         path = tmp_path / "gw.toml"
         path.write_text(redis_config(tmp_path, sim.port, sink.port,
-                                     redis_server.url(prefix=prefix), rates))
+                                     redis_server.url(prefix=prefix), rates, binds,
+                                     max_tps))
         cfg = settings_mod.load(path)
         nodes: list[Node] = []
 

@@ -44,7 +44,7 @@ async def test_combined_rate_per_sender_stays_at_class_rate(tmp_path, redis_serv
     rate, n = 10, 40
     rates = f"long_code = {rate}\ntoll_free = 3\nshort_code = 100\nqueue_hours = 1"
     with trio.fail_after(40):
-        async with cluster_env(tmp_path, redis_server, n=3, rates=rates,
+        async with cluster_env(tmp_path, redis_server, n=3, rates=rates, binds=3,
                                sim_kw={"dlr_delay_ms": 0}) as env:
             await wait_until(lambda: sum(len(x.gw.cluster.held) for x in env.nodes) == 16)
             for i in range(n):            # accepted round-robin on all three gateways
@@ -65,7 +65,7 @@ async def test_abrupt_stop_moves_senders_and_loses_nothing(tmp_path, redis_serve
     rates = "long_code = 10\ntoll_free = 10\nshort_code = 10\nqueue_hours = 1"
     senders = [LONG, LONG2, TOLL_FREE, SHORT]
     with trio.fail_after(45):
-        async with cluster_env(tmp_path, redis_server, n=2, rates=rates) as env:
+        async with cluster_env(tmp_path, redis_server, n=2, rates=rates, binds=2) as env:
             await wait_until(lambda: all(x.gw.cluster.held for x in env.nodes))
             victim = next(i for i, x in enumerate(env.nodes)
                           if any(slot_of(s) in x.gw.cluster.held for s in senders))
@@ -89,7 +89,7 @@ async def test_redis_kill_9_and_restart_loses_nothing(tmp_path, redis_server):
     rates = "long_code = 50\ntoll_free = 3\nshort_code = 100\nqueue_hours = 1"
     try:
         with trio.fail_after(45):
-            async with cluster_env(tmp_path, own, n=2, rates=rates) as env:
+            async with cluster_env(tmp_path, own, n=2, rates=rates, binds=2) as env:
                 await wait_until(lambda: all(x.gw.cluster.held for x in env.nodes))
                 acked = set()
                 for i in range(40):

@@ -58,7 +58,8 @@ async def test_kill_9_one_gateway_process_loses_nothing(tmp_path, redis_server):
                 sink.port = await nursery.start(sink.server.serve)
                 cfg = tmp_path / "gw.toml"
                 cfg.write_text(redis_config(tmp_path, sim.port, sink.port,
-                                            redis_server.url(prefix=f"p-{os.getpid()}:"), rates))
+                                            redis_server.url(prefix=f"p-{os.getpid()}:"), rates,
+                                            binds=2))
                 ports = []
                 for _ in range(2):
                     proc, port = await spawn(cfg)

@@ -151,3 +151,44 @@ async def test_acknowledged_writes_survive_kill_9_of_redis(tmp_path):
     finally:
         server.stop()
     assert len(acked) >= 300
+
+
+async def test_create_with_route_queues_once_and_refuses_past_the_cluster_cap(rstore):
+    from gateway.core.errors import TwilioError
+    from gateway.core.message import QUEUED
+    from gateway.store.redis import StreamRoute
+
+    p = rstore.prefix
+    route = StreamRoute(p + "q:s", p + "n:s", "", 3, 2, 60)
+
+    def routed(m):
+        return route._replace(marker=f"{p}r:{m.sid}")
+
+    rstore.on_create = routed
+    with trio.fail_after(10):
+        first, created = await rstore.create_message(make_msg(status=QUEUED), "k1")
+        assert created
+        again, created = await rstore.create_message(make_msg(status=QUEUED), "k1")
+        assert not created and again.sid == first.sid     # repeat: no second entry
+        with pytest.raises(TwilioError) as err:           # 2 + 2 segments > cap 3
+            await rstore.create_message(make_msg(status=QUEUED))
+        assert err.value.code == 21611
+        c = rstore.client
+        assert await c.xlen(p + "q:s") == 1 and int(await c.get(p + "n:s")) == 2
+        # ROUTE: at most once per message, and only while it is pending
+        results = []
+        rstore.route_nowait(first, routed(first), lambda r, e: results.append(r))
+        await rstore.ping()
+        assert results == [0] and await c.xlen(p + "q:s") == 1
+
+
+async def test_sent_is_never_moved_back_to_queued(rstore):
+    from gateway.core.message import QUEUED
+
+    with trio.fail_after(10):
+        msg, _ = await rstore.create_message(make_msg(status=QUEUED))
+        msg.status = SENT
+        await rstore.save_message(msg)
+        msg.status = QUEUED                       # a late save from another gateway
+        await rstore.save_message(msg)
+        assert (await rstore.get_message(msg.sid)).status == SENT

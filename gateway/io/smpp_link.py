@@ -7,6 +7,15 @@ session events into handler calls (``on_link_state``, ``on_submit_resp``,
 ``on_submit_lost``, ``on_deliver``). Handler methods are sync, called from the link's
 tasks, and must not block.
 
+Deliver answers (store before ack): ``handler.on_deliver`` returns the deliver_sm_resp
+status, or None = "answer pending": the runtime calls ``link.answer_deliver(pdu, status)``
+once the content is durably stored. Answers may go out in any order (SMPP allows it) and
+a pending one never holds back other PDUs. A pending answer belongs to the connection
+that received the PDU: if that connection is gone, the answer is dropped and the carrier
+delivers the PDU again (at least once). Back-pressure: while a bind has
+``max_pending_delivers`` (default 256) unanswered PDUs, its reader stops reading the
+socket (TCP pushes back on the carrier); it resumes as answers go out.
+
 Rules:
 - ``run`` reports ``task_status.started()`` at once (a dead carrier must not block the
   daemon's start) and then loops forever; the link state goes through
@@ -52,6 +61,7 @@ log = logging.getLogger("gateway.smpp")
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
 RECV_SIZE = 65536
+MAX_PENDING_DELIVERS = 256
 _THROTTLES = (codec.Status.ESME_RTHROTTLED, codec.Status.ESME_RMSGQFUL)
 
 
@@ -69,6 +79,7 @@ class _Bind:
         self.timer_scope = trio.CancelScope()
         self.conn_scope = trio.CancelScope()
         self.attempt = 0
+        self.answered = trio.Event()       # set when a pending deliver answer went out
         self.reason = "closed"
         self.last_reason = ""
 
@@ -80,6 +91,7 @@ class _Bind:
         link = self.link
         try:
             while True:
+                await link.wait_gate()   # cluster: bind only while a bind lease is held
                 await self._connect_once()
                 if link.closing:
                     return
@@ -139,6 +151,8 @@ class _Bind:
 
     def _lost(self, reason: str) -> None:
         s = self.session
+        if s is not None and self.link._awaiting:
+            self._forget_answers(s)
         if s is not None and s.state != CLOSED:
             s.connection_lost(reason)
             self.process()
@@ -155,7 +169,11 @@ class _Bind:
     async def _read_loop(self) -> None:
         session, stream = self.session, self.stream
         receive = stream.receive_some
+        limit = self.link.max_pending_delivers
         while True:
+            while session.unanswered >= limit and session.state != CLOSED:
+                self.answered = trio.Event()          # back-pressure: stop reading
+                await self.answered.wait()
             data = await receive(RECV_SIZE)
             if not data:
                 session.connection_lost("connection closed by peer")
@@ -228,6 +246,8 @@ class _Bind:
                         log.warning("smpp %s/%s %s", name, self.bind_type, self.reason)
                     elif t is ev.LinkDead or t is ev.Unbound:
                         self.reason = e.reason if t is ev.LinkDead else "unbound"
+                        if link._awaiting:
+                            self._forget_answers(session)
                         self._set_up(False, self.reason)
                     elif t is ev.ProtocolError:
                         log.info("smpp %s: protocol error %r", name, e)
@@ -246,12 +266,23 @@ class _Bind:
 
     def _deliver(self, pdu) -> None:
         link = self.link
+        session = self.session
+        link._awaiting[id(pdu)] = (pdu, self, session)
         try:
             status = link.handler.on_deliver(link.name, pdu)
         except Exception:
             log.exception("smpp %s: on_deliver failed", link.name)
             status = codec.Status.ESME_RX_T_APPN
-        self.session.answer_deliver(pdu, status or 0)
+        if status is not None:
+            link.answer_deliver(pdu, status)
+
+    def _forget_answers(self, session) -> None:
+        """The connection is gone: its pending answers can never be sent."""
+        awaiting = self.link._awaiting
+        for key in [k for k, v in awaiting.items() if v[2] is session]:
+            del awaiting[key]
+        self.answered.set()
+        self.link.notify()
 
     def _set_up(self, up: bool, reason: str) -> None:
         if up == self.up:
@@ -271,8 +302,12 @@ class SmppLink:
     """One carrier's SMPP link. See the module docstring."""
 
     def __init__(self, name: str, smpp_cfg, handler, *, metrics=None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 max_pending_delivers: int = MAX_PENDING_DELIVERS) -> None:
         self.name = name
+        self.max_pending_delivers = max(1, max_pending_delivers)
+        #: id(pdu) -> (pdu, bind, session) of deliver_sm whose answer is pending
+        self._awaiting: dict[int, tuple] = {}
         self.cfg = smpp_cfg
         self.handler = handler
         self.metrics = metrics
@@ -292,6 +327,9 @@ class SmppLink:
             raise ValueError(f"smpp bind must be transceiver or tx_rx, not {bind!r}")
         self._slot_event: trio.Event | None = None
         self._run_scope = trio.CancelScope()
+        #: cluster hook: ``async gate(name)`` returns once this gateway may bind
+        #: (``runtime.cluster_binds``); None = always
+        self.gate = None
         m = metrics
         self.m_rtt = _child(m, "smpp_enquire_link_rtt", name)
         self.m_reconnects = _child(m, "smpp_reconnects", name)
@@ -308,6 +346,18 @@ class SmppLink:
             async with trio.open_nursery() as nursery:
                 for b in self._binds:
                     nursery.start_soon(b.run_forever)
+
+    async def wait_gate(self) -> None:
+        """Cluster hook: wait until this gateway may connect (holds a bind lease)."""
+        if self.gate is not None:
+            await self.gate(self.name)
+
+    def drop(self, reason: str) -> None:
+        """Cluster hook: close the connection(s) now (bind lease lost); unanswered
+        submits go to ``on_submit_lost``; the link then waits at its gate."""
+        for b in self._binds:
+            b.reason = reason
+            b.conn_scope.cancel()
 
     def free_slots(self) -> int:
         tx = self._tx
@@ -334,6 +384,29 @@ class SmppLink:
         tx.send_wake.set()
         if idle:
             tx.rearm_timer()
+        return True
+
+    @property
+    def pending_delivers(self) -> int:
+        """deliver_sm received on live connections and not answered yet."""
+        return len(self._awaiting)
+
+    def answer_deliver(self, pdu, status: int = 0) -> bool:
+        """Send the deliver_sm_resp for a PDU whose ``on_deliver`` returned None. False
+        when it cannot be sent any more (its connection is gone; the carrier resends) or
+        was answered already."""
+        entry = self._awaiting.pop(id(pdu), None)
+        if entry is None or entry[0] is not pdu:
+            return False
+        _, b, session = entry
+        if b.session is not session or session.state == CLOSED:
+            return False
+        session.answer_deliver(pdu, status or 0)
+        b.send_wake.set()
+        if not self._awaiting:
+            self.notify()
+        if not b.answered.is_set():
+            b.answered.set()
         return True
 
     def notify(self) -> None:
@@ -363,7 +436,7 @@ class SmppLink:
         self.closing = True
         rt = float(getattr(self.cfg, "response_timeout", 5) or 5)
         with trio.move_on_after(rt):
-            while self._tx.session is not None and self._tx.session.in_flight:
+            while (self._tx.session is not None and self._tx.session.in_flight) or self._awaiting:
                 if self._slot_event is None:
                     self._slot_event = trio.Event()
                 await self._slot_event.wait()

@@ -256,9 +256,15 @@ class Dispatcher:
         self.sched.push_front(ob.sender_number, ob_new, msg.num_segments)
         self.wake.set()
 
-    def on_deliver(self, carrier: str, pdu) -> int:
+    def on_deliver(self, carrier: str, pdu) -> int | None:
+        """deliver_sm_resp status, or None: answered (``link.answer_deliver``) once what
+        the PDU carried is durable — a receipt after a store barrier that follows the
+        status save (``inbound.DeliverAcks``), an MO after its commit (``Inbound``)."""
         if pdu.esm_class & 0x3C == 0x04 or pdu.esm_class & 0x3C == 0x08:
-            return self._on_dlr(carrier, pdu)
+            status = self._on_dlr(carrier, pdu)
+            if status == 0 and self.gw.inbound.acks.add(carrier, pdu):
+                return None
+            return status
         return self.gw.inbound.on_mo(carrier, pdu)
 
     # -- DLRs -----------------------------------------------------------------------------

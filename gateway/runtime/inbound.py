@@ -11,6 +11,28 @@ Rules:
   messages, ``<Redirect>`` (up to 10 hops, relative URLs resolved); empty
   ``<Response/>`` sends nothing.
 
+Store before ack (nothing the carrier considers delivered is lost):
+- ``on_mo`` answers errors at once (undecodable, unknown number) and otherwise returns
+  None: the deliver_sm_resp goes out (``link.answer_deliver``) only after the message
+  is committed (``create_message``). A crash before that leaves the PDU unanswered and
+  the carrier delivers it again (at least once: a crash between commit and answer
+  gives one duplicate MO).
+- A part of a multipart MO that does not complete its message is stored in kv
+  ``mopart`` (one key per part) before its answer; the completing part is answered
+  after the whole message is committed. The message's idempotency key names the group
+  (carrier, from, to, ref, total and the wall time its first part was seen), so a part
+  set reloaded after a crash never stores the message twice. Stored parts are reloaded
+  into the reassembler at start (``expire_loop``) and deleted once their message is
+  committed (complete or expired).
+- A duplicate part (index already seen) is answered at once without storing.
+- DLRs: ``DeliverAcks`` answers them after a store barrier (``store.ping``, a write that
+  commits after every write issued before it, FIFO in both backends), one barrier per
+  batch of receipts gathered for ``ACK_GATHER_S``: the status a DLR carries is durable
+  before the carrier forgets it. (A receipt whose message is not in memory is looked up
+  by a task; its save is issued within the gather time with the SQLite store, where the
+  lookups do not wait; with Redis a slow lookup may miss its barrier.)
+- Store failure: the PDU is answered ESME_RX_T_APPN (temporary), the carrier retries.
+
 Error handling: a webhook that fails (connect error, timeout, HTTP ≥ 400, invalid
 TwiML) sends the request to ``sms_fallback_url`` with ``ErrorCode`` and ``ErrorUrl``;
 when that fails too, the error is logged and the message stays ``received``.
@@ -33,10 +55,14 @@ from gateway.core.ids import new_sid
 from gateway.core.message import Message
 from gateway.core.reassembly import Reassembler
 from gateway.runtime.webhooks import Hook, WebhookError
+from gateway.store.base import StoreError
 
 log = logging.getLogger("gateway.inbound")
 
 REASSEMBLY_TIMEOUT_S = 120.0
+PARTS_NS = "mopart"
+ACK_GATHER_S = 0.005
+_TEMP_FAIL = codec.Status.ESME_RX_T_APPN
 MAX_REDIRECTS = 10
 TWIML_TYPES = ("text/xml", "application/xml", "text/html", "")
 
@@ -47,13 +73,63 @@ def _address(addr: str, ton: int) -> str:
     return "+" + addr
 
 
+def _answer(gw, carrier: str, pdu, status: int) -> None:
+    """deliver_sm_resp for a PDU whose ``on_deliver`` returned None (pending)."""
+    link = gw.links.get(carrier) if pdu is not None else None
+    if link is not None:
+        link.answer_deliver(pdu, status)
+
+
+class DeliverAcks:
+    """Answers receipts (DLRs) once the status they carried is committed: every write the
+    dispatcher issued for them precedes one barrier write per batch (FIFO store)."""
+
+    def __init__(self, gw) -> None:
+        self.gw = gw
+        self._batch: list[tuple[str, object]] = []
+        self._wake = trio.Event()
+        self._running = False
+
+    def add(self, carrier: str, pdu) -> bool:
+        """Queue the answer; False when no runner can start (answer now instead)."""
+        if not self._running:
+            nursery = self.gw.nursery
+            if nursery is None:
+                return False
+            self._running = True
+            nursery.start_soon(self._run)
+        self._batch.append((carrier, pdu))
+        self._wake.set()
+        return True
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                if not self._batch:
+                    self._wake = trio.Event()
+                    await self._wake.wait()
+                # gather: one barrier per ACK_GATHER_S at most (fewer commits and
+                # sends under load); DLR lookups spawned meanwhile issue their saves
+                await trio.sleep(ACK_GATHER_S)
+                batch, self._batch = self._batch, []
+                ok = await self.gw.store.ping()
+                status = codec.Status.ESME_ROK if ok else _TEMP_FAIL
+                for carrier, pdu in batch:
+                    _answer(self.gw, carrier, pdu, status)
+        finally:
+            self._running = False
+
+
 class Inbound:
     def __init__(self, gw):
         self.gw = gw
         self.reasm = Reassembler(timeout=REASSEMBLY_TIMEOUT_S)
+        self.acks = DeliverAcks(gw)
+        self._stamp: dict[tuple, float] = {}   # part group -> wall time of its first part
 
-    def on_mo(self, carrier: str, pdu) -> int:
-        """Called by the link for every non-receipt deliver_sm; returns the resp status."""
+    def on_mo(self, carrier: str, pdu) -> int | None:
+        """Called by the link for every non-receipt deliver_sm: the resp status, or None
+        (answered with ``link.answer_deliver`` once stored)."""
         sm = pdu.short_message
         tlvs = pdu.tlvs or {}
         if not sm and codec.Tlv.MESSAGE_PAYLOAD in tlvs:
@@ -68,31 +144,88 @@ class Inbound:
         if self.gw.registry.get(dst) is None:
             log.warning("MO for unknown number carrier=%s to=%s", carrier, dst)
             return codec.Status.ESME_RINVDSTADR
-        now = trio.current_time()
-        segments = 1
-        body = part.text
-        if part.total > 1:
-            body = self.reasm.add((src, dst, part.ref, part.total, carrier), part, now)
-            if body is None:
-                return codec.Status.ESME_ROK
-            segments = part.total
-        self.gw.nursery.start_soon(self.handle, src, dst, body, segments, carrier)
-        return codec.Status.ESME_ROK
+        nursery = self.gw.nursery
+        if part.total <= 1:
+            nursery.start_soon(self.handle, src, dst, part.text, 1, carrier, pdu)
+            return None
+        key = (src, dst, part.ref, part.total, carrier)
+        if not 1 <= part.index <= part.total:
+            return codec.Status.ESME_ROK     # malformed part: nothing to keep
+        dups = self.reasm.duplicates_total
+        body = self.reasm.add(key, part, trio.current_time())
+        if self.reasm.duplicates_total != dups:
+            return codec.Status.ESME_ROK     # a copy of a part already seen
+        if body is None:
+            stamp = self._stamp.setdefault(key, time.time())
+            nursery.start_soon(self._keep_part, key, part, stamp, pdu)
+            return None
+        stamp = self._stamp.pop(key, None) or time.time()
+        nursery.start_soon(self.handle, src, dst, body, part.total, carrier, pdu, key, stamp)
+        return None
+
+    @staticmethod
+    def _part_key(key: tuple, index: int) -> str:
+        src, dst, ref, total, carrier = key
+        return f"{carrier}|{src}|{dst}|{ref}|{total}|{index}"
+
+    async def _keep_part(self, key: tuple, part, stamp: float, pdu) -> None:
+        src, dst, ref, total, carrier = key
+        value = {"carrier": carrier, "src": src, "dst": dst, "ref": ref, "total": total,
+                 "index": part.index, "text": part.text, "at": stamp}
+        try:
+            await self.gw.store.kv_put(PARTS_NS, self._part_key(key, part.index), value)
+            status = codec.Status.ESME_ROK
+        except StoreError as exc:
+            log.warning("MO part not stored carrier=%s: %s", carrier, exc)
+            status = _TEMP_FAIL
+        _answer(self.gw, carrier, pdu, status)
+
+    async def load_parts(self) -> int:
+        """Put the parts stored before a restart back into the reassembler; messages they
+        complete are handled (without an answer: theirs went out before the crash)."""
+        n = 0
+        for _k, v in await self.gw.store.kv_items(PARTS_NS):
+            try:
+                key = (v["src"], v["dst"], v["ref"], int(v["total"]), v["carrier"])
+                part = textmod.Part(v["text"], v["ref"], int(v["total"]), int(v["index"]))
+                at = float(v["at"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            n += 1
+            self._stamp[key] = min(at, self._stamp.get(key, at))
+            body = self.reasm.add(key, part, trio.current_time())
+            if body is not None:
+                stamp = self._stamp.pop(key)
+                self.gw.nursery.start_soon(self.handle, key[0], key[1], body, key[3],
+                                           key[4], None, key, stamp)
+        return n
 
     async def expire_loop(self) -> None:
-        """Deliver what arrived of multipart messages whose parts never all came."""
+        """Reload stored parts, then deliver what arrived of multipart messages whose
+        parts never all came."""
+        try:
+            n = await self.load_parts()
+            if n:
+                log.info("MO parts reloaded count=%d", n)
+        except StoreError as exc:
+            log.error("MO parts not reloaded: %s", exc)
         while True:
             await trio.sleep(5)
             for key, text, missing in self.reasm.expire(trio.current_time()):
                 src, dst, _ref, total, carrier = key
                 self.gw.metrics.mo_reassembly_expired.labels(carrier).inc()
                 log.warning("MO reassembly timeout to=%s missing=%d", dst, missing)
-                self.gw.nursery.start_soon(self.handle, src, dst, text, total, carrier)
+                stamp = self._stamp.pop(key, None)
+                self.gw.nursery.start_soon(self.handle, src, dst, text, total, carrier,
+                                           None, key, stamp)
 
-    async def handle(self, src: str, dst: str, body: str, segments: int, carrier: str = "") -> None:
+    async def handle(self, src: str, dst: str, body: str, segments: int, carrier: str = "",
+                     pdu=None, group: tuple | None = None, stamp: float | None = None) -> None:
+        """Store the MO (then answer ``pdu``), drop its stored parts, call the webhook."""
         gw = self.gw
         number = gw.registry.get(dst)
         if number is None:
+            _answer(gw, carrier, pdu, codec.Status.ESME_RINVDSTADR)
             return
         wall = time.time()
         svc = gw.service_for_number(dst)
@@ -102,7 +235,25 @@ class Inbound:
             messaging_service_sid=svc.sid if svc else None,
             date_created=wall, date_updated=wall, date_sent=wall,
         )
-        await gw.store.create_message(msg)
+        idem = None
+        if group is not None and stamp is not None:
+            src_, dst_, ref, total, _c = group
+            idem = f"mo|{carrier}|{src_}|{dst_}|{ref}|{total}|{stamp:.6f}"
+        try:
+            _stored, created = await gw.store.create_message(msg, idem)
+        except StoreError as exc:
+            log.error("MO not stored carrier=%s: %s", carrier, exc)
+            _answer(gw, carrier, pdu, _TEMP_FAIL)
+            return
+        _answer(gw, carrier, pdu, codec.Status.ESME_ROK)
+        if group is not None:
+            try:
+                for i in range(1, group[3] + 1):
+                    await gw.store.kv_delete(PARTS_NS, self._part_key(group, i))
+            except StoreError as exc:
+                log.warning("MO parts not deleted: %s", exc)
+        if not created:
+            return
         gw.count_message(M.INBOUND, M.RECEIVED)
         gw.metrics.mo_messages.labels(carrier or "none").inc()
         kind = optout.classify(body)

@@ -7,6 +7,9 @@ Rules:
   same ``I-Twilio-Idempotency-Token`` on every attempt of one event.
 - Status callbacks never block the sender: ``enqueue`` appends to an in-memory queue
   drained by a fixed pool of worker tasks over the keep-alive client pool.
+- Durable (optional ``outbox``, ``runtime.callback_outbox``): each status callback is
+  recorded in the store when enqueued and cleared on 2xx or when given up; ``run``
+  re-enqueues the recorded ones (same idempotency token) before reporting started.
 
 Error handling: status callbacks are retried on connect errors, timeouts and 5xx with
 exponential backoff (0.5 s doubling, cap 30 s) up to ``[webhooks] max_attempts``
@@ -134,8 +137,10 @@ class WebhookSender:
         workers: int = 64,
         metrics=None,
         clock: Callable[[], float] = time.monotonic,
+        outbox=None,
     ):
         self.client = client
+        self.outbox = outbox          # runtime.callback_outbox.CallbackOutbox | None
         self.max_attempts = max(1, max_attempts)
         self.workers = workers
         self.metrics = metrics
@@ -153,6 +158,11 @@ class WebhookSender:
 
     # -- status callbacks ---------------------------------------------------------------
     def enqueue(self, hook: Hook) -> None:
+        if self.outbox is not None and hook.kind == "status":
+            self.outbox.record(hook)
+        self._push(hook)
+
+    def _push(self, hook: Hook) -> None:
         self.pending += 1
         self._queue.append(hook)
         if self._idle:
@@ -160,6 +170,13 @@ class WebhookSender:
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            if self.outbox is not None:
+                await nursery.start(self.outbox.run)
+                restored = await self.outbox.load(Hook)
+                for hook in restored:
+                    self._push(hook)
+                if restored:
+                    log.info("status callbacks restored count=%d", len(restored))
             for _ in range(self.workers):
                 nursery.start_soon(self._worker)
             nursery.start_soon(self._timer_loop)
@@ -221,7 +238,10 @@ class WebhookSender:
         else:
             exc, status = None, res.status
         kind = _retry_kind(exc, status)
+        outbox = self.outbox if hook.kind == "status" else None
         if kind is None:
+            if outbox is not None:
+                outbox.done(hook)
             self.pending -= 1
             self.delivered += 1
             self._count(hook.kind, "ok")
@@ -234,6 +254,8 @@ class WebhookSender:
             heapq.heappush(self._timers, (trio.current_time() + delay, next(self._counter), hook))
             self._timer_wake.set()
             return
+        if outbox is not None:
+            outbox.done(hook)
         self.pending -= 1
         self.failed += 1
         self._count(hook.kind, "failed")

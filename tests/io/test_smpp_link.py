@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 import trio
+import trio.testing
 
 from gateway import codec
 from gateway.io.smpp_link import SmppLink
@@ -289,4 +290,106 @@ async def test_close_waits_for_in_flight_answers_then_unbinds():
             assert sorted(h.resps) == list(range(10)) and h.lost == []
             assert link.state == "down" and not link.submit(99, sm())
             assert h.log[-1][:3] == ("state", False, "unbound")
+            n.cancel_scope.cancel()
+
+
+# -- deliver_sm answered later (store before ack) -------------------------------------
+class PendingHandler(Handler):
+    """Answers nothing itself: ``on_deliver`` returns None (pending)."""
+
+    def on_deliver(self, carrier, pdu):
+        self.delivers.append(pdu)
+        self._poke()
+        return None
+
+
+async def start_pending(nursery, **link_kw):
+    sim = SmscSimulator(SimConfig(system_id="gw", password="pw"))
+    port = await nursery.start(sim.serve)
+    h = PendingHandler()
+    link = SmppLink("carrier-a", Cfg(port=port), h, **link_kw)
+    await nursery.start(link.run)
+    await h.until(lambda: link.state == "bound")
+    return sim, link, h
+
+
+async def test_pending_deliver_answers_go_out_later_in_any_order_and_never_block_submits():
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            sim, link, h = await start_pending(n)
+            for i in range(3):
+                sim.inject_mo("15551230000", "15005550006", f"mo {i}")
+            await h.until(lambda: len(h.delivers) == 3)
+            assert link.pending_delivers == 3
+            # submits flow while the three answers are pending
+            await pump(link, [(i, sm(i, rd=0)) for i in range(20)])
+            await h.until(lambda: len(h.resps) == 20)
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            assert sum(sim.stats["deliver_resps"].values()) == 0
+            # answers out of order, each exactly once, with the status given
+            assert link.answer_deliver(h.delivers[2], S.ESME_RX_T_APPN)
+            assert link.answer_deliver(h.delivers[0], 0)
+            assert not link.answer_deliver(h.delivers[0], 0)     # twice: refused
+            await wait_for(lambda: sum(sim.stats["deliver_resps"].values()) == 2)
+            assert sim.stats["deliver_resps"][S.ESME_RX_T_APPN] == 1
+            assert link.answer_deliver(h.delivers[1], 0)
+            await wait_for(lambda: sim.stats["deliver_resps"][0] == 2)
+            assert link.pending_delivers == 0
+            n.cancel_scope.cancel()
+
+
+async def test_pending_answers_back_pressure_stops_reading_above_the_bound():
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            sim, link, h = await start_pending(n, max_pending_delivers=2)
+            sim.inject_mo("15551230000", "15005550006", "first")
+            sim.inject_mo("15551230000", "15005550006", "second")
+            await h.until(lambda: len(h.delivers) == 2)
+            for i in range(3):
+                sim.inject_mo("15551230000", "15005550006", f"more {i}")
+            await wait_for(lambda: sim.stats["mo_sent"] == 5)
+            await trio.testing.wait_all_tasks_blocked(0.1)
+            assert len(h.delivers) == 2          # the reader waits for answers
+            # the link stays alive meanwhile; one answer lets the reader go on
+            link.answer_deliver(h.delivers[0], 0)
+            await h.until(lambda: len(h.delivers) == 5)
+            for pdu in h.delivers[1:]:
+                link.answer_deliver(pdu, 0)
+            await wait_for(lambda: sim.stats["deliver_resps"][0] == 5)
+            assert link.state == "bound"
+            n.cancel_scope.cancel()
+
+
+async def test_pending_answer_for_a_dropped_connection_is_dropped():
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            sim, link, h = await start_pending(n)
+            sim.inject_mo("15551230000", "15005550006", "lost answer")
+            await h.until(lambda: len(h.delivers) == 1)
+            sim.drop_all()
+            await h.until(lambda: link.state == "down")
+            assert link.pending_delivers == 0
+            assert not link.answer_deliver(h.delivers[0], 0)
+            await h.until(lambda: link.state == "bound")
+            n.cancel_scope.cancel()
+
+
+async def test_close_waits_for_pending_deliver_answers():
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            sim, link, h = await start_pending(n)
+            sim.inject_mo("15551230000", "15005550006", "answer me")
+            await h.until(lambda: len(h.delivers) == 1)
+            closed = trio.Event()
+
+            async def close():
+                await link.close()
+                closed.set()
+
+            n.start_soon(close)
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            assert not closed.is_set() and link.state == "bound"
+            link.answer_deliver(h.delivers[0], 0)
+            await closed.wait()
+            assert sim.stats["deliver_resps"][0] == 1
             n.cancel_scope.cancel()

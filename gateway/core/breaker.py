@@ -34,6 +34,9 @@ OPEN = "open"
 HALF_OPEN = "half_open"
 
 
+
+MAX_TRANSITIONS = 256   # kept for the admin view and tests; older ones are dropped
+
 class Transition(NamedTuple):
     at: float
     carrier: str
@@ -80,7 +83,7 @@ class Breaker:
         self.ramp_from: float | None = None  # None: no ramp running
         self.probes_ok = 0
         self.probe_bucket = TokenBucket(probe_rate, 1.0, now)
-        self.transitions: list[Transition] = []
+        self.transitions: list[Transition] = []     # the latest MAX_TRANSITIONS only
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -148,6 +151,8 @@ class Breaker:
 
     def _move(self, now: float, new: str, reason: str) -> str:
         self.transitions.append(Transition(now, self.name, self.state, new, reason))
+        if len(self.transitions) > MAX_TRANSITIONS:
+            del self.transitions[: len(self.transitions) - MAX_TRANSITIONS]
         self.state = new
         return new
 

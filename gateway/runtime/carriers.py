@@ -125,9 +125,8 @@ class Carriers:
         """Re-evaluate breakers twice a second (cool-downs and recoveries need time)."""
         while True:
             now = trio.current_time()
-            for name, h in self.healths.items():
+            for name in self.healths:
                 self.check_breaker(name, now)
-                h.drain_transitions()      # logged by check_breaker; keep the list bounded
             await trio.sleep(0.5)
 
     # -- views ----------------------------------------------------------------------------

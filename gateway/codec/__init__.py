@@ -8,7 +8,13 @@ modules import on their own); ``GATEWAY_NO_EXTENSIONS=1`` forces the pure twin.
 
 from gateway.codec._select import pick
 from gateway.codec.smpp_consts import (
-    TLV_KINDS, CommandId, FramingError, MessageState, PduError, Status, Tlv,
+    TLV_KINDS,
+    CommandId,
+    FramingError,
+    MessageState,
+    PduError,
+    Status,
+    Tlv,
 )
 
 _impl, BACKEND = pick("_smpp", "smpp_py")

@@ -121,7 +121,7 @@ _STANDARD_KEYS = ("id", "sub", "dlvrd", "submit date", "done date", "stat", "err
 def _text_fields(body: str) -> dict[str, str]:
     m = _STANDARD.match(body)
     if m is not None:
-        fields = dict(zip(_STANDARD_KEYS, m.groups()))
+        fields = dict(zip(_STANDARD_KEYS, m.groups(), strict=True))
         if fields["text"] is None:
             del fields["text"]
         else:

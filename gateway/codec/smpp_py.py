@@ -21,16 +21,49 @@ import struct
 
 from gateway.codec.smpp_body import decode_body, decode_tlvs, encode_body, encode_tlvs
 from gateway.codec.smpp_consts import (
-    RESP_BIT, RESP_OF, CommandId, FramingError, MessageState, PduError, Status, Tlv,
+    RESP_BIT,
+    RESP_OF,
+    CommandId,
+    FramingError,
+    MessageState,
+    PduError,
+    Status,
+    Tlv,
 )
 from gateway.codec.smpp_pdus import (
-    BindReceiver, BindReceiverResp, BindTransceiver, BindTransceiverResp, BindTransmitter,
-    BindTransmitterResp, CancelSmResp, DataSm, DataSmResp, DeliverSm, DeliverSmResp,
-    EnquireLink, EnquireLinkResp, GenericNack, Outbind, Pdu, QuerySm, QuerySmResp,
-    ReplaceSmResp, SubmitSm, SubmitSmResp, Unbind, UnbindResp, _Empty, _MsgIdResp, _Sm,
+    BindReceiver,
+    BindReceiverResp,
+    BindTransceiver,
+    BindTransceiverResp,
+    BindTransmitter,
+    BindTransmitterResp,
+    CancelSmResp,
+    DataSm,
+    DataSmResp,
+    DeliverSm,
+    DeliverSmResp,
+    EnquireLink,
+    EnquireLinkResp,
+    GenericNack,
+    Outbind,
+    Pdu,
+    QuerySm,
+    QuerySmResp,
+    ReplaceSmResp,
+    SubmitSm,
+    SubmitSmResp,
+    Unbind,
+    UnbindResp,
+    _Empty,
+    _MsgIdResp,
+    _Sm,
 )
 from gateway.codec.smpp_pdus2 import (
-    AlertNotification, CancelSm, ReplaceSm, SubmitMulti, SubmitMultiResp,
+    AlertNotification,
+    CancelSm,
+    ReplaceSm,
+    SubmitMulti,
+    SubmitMultiResp,
 )
 
 __all__ = [
@@ -207,7 +240,7 @@ def _enc_sm(o) -> bytes:
     sm = o.short_message
     if len(sm) > 255:
         raise ValueError("short_message longer than 255 octets; use message_payload")
-    body = ("%s\0%c%c%s\0%c%c%s\0%c%c%c%s\0%s\0%c%c%c%c%c" % (
+    body = ("%s\0%c%c%s\0%c%c%s\0%c%c%c%s\0%s\0%c%c%c%c%c" % (  # noqa: UP031 - one %-format is the fastest pure-Python encoder
         o.service_type, o.source_addr_ton, o.source_addr_npi, o.source_addr,
         o.dest_addr_ton, o.dest_addr_npi, o.destination_addr, o.esm_class, o.protocol_id,
         o.priority_flag, o.schedule_delivery_time, o.validity_period,

@@ -5,9 +5,9 @@ derived from their inputs so every gateway and every restart agrees on them.
 """
 
 import hashlib
-import re
 import os
 import random
+import re
 
 SID_RE = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
 

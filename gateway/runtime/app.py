@@ -32,8 +32,8 @@ from gateway.io import sdnotify
 from gateway.io.http_client import ClientLimits, HttpClient
 from gateway.io.http_server import HttpServer, ServerLimits
 from gateway.observability.metrics import Metrics, labelled
-from gateway.runtime.carriers import Carriers
 from gateway.runtime.callback_outbox import CallbackOutbox
+from gateway.runtime.carriers import Carriers
 from gateway.runtime.cluster import make_cluster
 from gateway.runtime.dispatcher import Dispatcher
 from gateway.runtime.inbound import Inbound

@@ -29,7 +29,8 @@ import trio
 from gateway import codec
 from gateway.codec import dlr as dlrmod
 from gateway.codec import text as textmod
-from gateway.core import errors, message as M
+from gateway.core import errors
+from gateway.core import message as M
 from gateway.core.message import Message
 from gateway.core.scheduler import SenderScheduler
 from gateway.store.base import StoreError

@@ -25,9 +25,9 @@ import functools
 import hashlib
 import heapq
 import hmac
-import re
 import itertools
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -224,7 +224,7 @@ class WebhookSender:
                 read_timeout=ov.rt / 1000.0, total_timeout=ov.tt / 1000.0,
             )
         elapsed = (time.perf_counter() - t0) / len(hooks)
-        for hook, res in zip(hooks, results):
+        for hook, res in zip(hooks, results, strict=True):
             self._observe(hook.kind, elapsed)
             self._outcome(hook, res)
 

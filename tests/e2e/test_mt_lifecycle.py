@@ -50,7 +50,7 @@ async def test_long_code_rate_one_per_second(tmp_path):
         client = env.client()
         for i in range(3):
             await trio.to_thread.run_sync(
-                lambda: client.messages.create(to="+15558675310", from_=LONG, body=f"m{i}")
+                lambda i=i: client.messages.create(to="+15558675310", from_=LONG, body=f"m{i}")
             )
         sim = env.sims["a"]
         await wait_until(lambda: len(sim.submits) == 3, timeout=10)

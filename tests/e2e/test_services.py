@@ -8,11 +8,11 @@ import pytest
 import trio
 from twilio.base.exceptions import TwilioRestException
 
-from tests.e2e.harness import LONG, LONG2, SERVICE, gateway_env, wait_status, wait_until
+from tests.e2e.harness import LONG, LONG2, SERVICE, gateway_env, wait_status
 
 
 def send_at(seconds: float) -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=seconds)
+    return dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=seconds)
 
 
 async def test_pool_selection_is_sticky_per_recipient(tmp_path):
@@ -31,7 +31,6 @@ async def test_pool_selection_is_sticky_per_recipient(tmp_path):
         pairs = await trio.to_thread.run_sync(run)
         for first, again in pairs.values():
             assert first.status == "accepted" and first.messaging_service_sid == SERVICE
-            stored_first = await wait_until(lambda: None, timeout=0.1) if False else None
             a = await env.gw.store.get_message(first.sid)
             b = await env.gw.store.get_message(again.sid)
             assert a.from_ in (LONG, LONG2)
@@ -46,9 +45,9 @@ async def test_schedule_window_errors(tmp_path):
         cases = [(60, 35114), (36 * 86400, 35115)]
         for seconds, code in cases:
             with pytest.raises(TwilioRestException) as exc:
-                await trio.to_thread.run_sync(lambda: client.messages.create(
+                await trio.to_thread.run_sync(lambda s=seconds: client.messages.create(
                     to="+15558675310", messaging_service_sid=SERVICE, body="x",
-                    schedule_type="fixed", send_at=send_at(seconds)))
+                    schedule_type="fixed", send_at=send_at(s)))
             assert exc.value.code == code
         with pytest.raises(TwilioRestException) as exc:
             await trio.to_thread.run_sync(lambda: client.messages.create(

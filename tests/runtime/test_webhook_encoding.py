@@ -2,7 +2,8 @@
 
 from urllib.parse import urlencode
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from gateway.runtime.webhooks import form_encode, sign

@@ -77,7 +77,17 @@ class Gateway:
             ),
             allow_private=wh.allow_private,
         )
-        self.webhooks = WebhookSender(self.http_client, max_attempts=wh.max_attempts, metrics=self.metrics,
+        remote_cfg = None
+        if getattr(wh, "sender", "inline") == "process":
+            remote_cfg = {
+                "limits": {"max_per_origin": 64, "connect_timeout": wh.connect_timeout,
+                           "read_timeout": wh.read_timeout, "total_timeout": wh.total_timeout,
+                           "max_body": wh.max_body_bytes},
+                "allow_private": wh.allow_private, "max_attempts": wh.max_attempts,
+                "workers": 64,
+            }
+        self.webhooks = WebhookSender(self.http_client, max_attempts=wh.max_attempts,
+                                      metrics=self.metrics, remote_cfg=remote_cfg,
                                       outbox=CallbackOutbox(self.store, self.auth_token))
         self.voice = VoiceService(self)    # started in run() when voice is configured
         self.api = ApiApp(self, observe=self._observe_api)

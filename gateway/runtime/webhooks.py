@@ -41,6 +41,7 @@ from gateway.core.ids import new_token
 from gateway.io.http_client import HttpClient, HttpClientError
 from gateway.io.http_pipeline import request_many
 from gateway.observability.metrics import labelled
+from gateway.runtime.webhook_proc import RemoteHooks
 
 log = logging.getLogger("gateway.webhooks")
 
@@ -58,6 +59,7 @@ class Hook:
     token: str                # auth token used to sign
     idem: str = field(default_factory=new_token)
     attempt: int = 0
+    hid: int = 0              # id while shipped to the worker process (webhook_proc)
 
 
 @dataclass(slots=True)
@@ -138,8 +140,14 @@ class WebhookSender:
         metrics=None,
         clock: Callable[[], float] = time.monotonic,
         outbox=None,
+        remote_cfg: dict | None = None,
     ):
+        """``remote_cfg``: send status callbacks from a worker process
+        (``runtime.webhook_proc``) configured with it; None sends them in-process."""
         self.client = client
+        self.remote = RemoteHooks(remote_cfg, self._remote_done) if remote_cfg else None
+        #: ``fn(hook, ok)`` when a status hook succeeded or was given up (worker side)
+        self.on_finish: Callable[[Hook, bool], None] | None = None
         self.outbox = outbox          # runtime.callback_outbox.CallbackOutbox | None
         self.max_attempts = max(1, max_attempts)
         self.workers = workers
@@ -160,6 +168,10 @@ class WebhookSender:
     def enqueue(self, hook: Hook) -> None:
         if self.outbox is not None and hook.kind == "status":
             self.outbox.record(hook)
+        if self.remote is not None and hook.kind == "status" and not self.remote.failed:
+            self.pending += 1
+            self.remote.submit(hook)
+            return
         self._push(hook)
 
     def _push(self, hook: Hook) -> None:
@@ -174,13 +186,45 @@ class WebhookSender:
                 await nursery.start(self.outbox.run)
                 restored = await self.outbox.load(Hook)
                 for hook in restored:
-                    self._push(hook)
+                    if self.remote is not None:
+                        self.pending += 1
+                        self.remote.submit(hook)
+                    else:
+                        self._push(hook)
                 if restored:
                     log.info("status callbacks restored count=%d", len(restored))
+            if self.remote is not None:
+                await nursery.start(self._run_remote)
             for _ in range(self.workers):
                 nursery.start_soon(self._worker)
             nursery.start_soon(self._timer_loop)
             task_status.started()
+
+    async def _run_remote(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await self.remote.run(task_status=task_status)
+        # the worker kept dying: what it still held is sent in-process from now on
+        for hook in list(self.remote.inflight.values()):
+            self.pending -= 1
+            self._push(hook)
+        self.remote.inflight.clear()
+
+    def _remote_done(self, hook: Hook, ok: bool, attempts: int, seconds: float) -> None:
+        if self.outbox is not None:
+            self.outbox.done(hook)
+        self.pending -= 1
+        retries = max(0, attempts - 1)
+        if retries:
+            self._count(hook.kind, "retry", retries)
+            if self._m_retries is not None:
+                self._m_retries(hook.kind).inc(retries)
+        self._observe(hook.kind, seconds / max(1, attempts))
+        if ok:
+            self.delivered += 1
+            self._count(hook.kind, "ok")
+        else:
+            self.failed += 1
+            self._count(hook.kind, "failed")
+            log.warning("webhook failed kind=%s attempts=%d", hook.kind, attempts)
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is queued or retrying (graceful stop); False on timeout."""
@@ -245,6 +289,8 @@ class WebhookSender:
             self.pending -= 1
             self.delivered += 1
             self._count(hook.kind, "ok")
+            if self.on_finish is not None:
+                self.on_finish(hook, True)
             return
         if (kind in policy or "all" in policy) and hook.attempt < attempts:
             self._count(hook.kind, "retry")
@@ -259,6 +305,8 @@ class WebhookSender:
         self.pending -= 1
         self.failed += 1
         self._count(hook.kind, "failed")
+        if self.on_finish is not None:
+            self.on_finish(hook, False)
         log.warning(
             "webhook failed kind=%s attempts=%d reason=%s",
             hook.kind, hook.attempt, exc.__class__.__name__ if exc else f"http {status}",
@@ -343,9 +391,9 @@ class WebhookSender:
         body = form_encode(hook.params)
         return await self.client.request("POST", url, headers=headers, body=body, **timeouts)
 
-    def _count(self, kind: str, outcome: str) -> None:
+    def _count(self, kind: str, outcome: str, n: int = 1) -> None:
         if self._m_requests is not None:
-            self._m_requests(kind, outcome).inc()
+            self._m_requests(kind, outcome).inc(n)
 
     def _observe(self, kind: str, seconds: float) -> None:
         if self._m_duration is not None:

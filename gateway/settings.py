@@ -77,7 +77,7 @@ class SipSettings:
 class WebhookSettings:
     allow_private: bool = opt(False)
     max_attempts: int = opt(5, sc.between(1, 50))
-    sender: str = opt("process", sc.one_of("process", "inline"))
+    sender: str = opt("inline", sc.one_of("inline", "process"))
     connect_timeout: float = opt(5.0, sc.at_least(0.1))
     read_timeout: float = opt(15.0, sc.at_least(0.1))
     total_timeout: float = opt(15.0, sc.at_least(0.1))

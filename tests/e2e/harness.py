@@ -79,7 +79,8 @@ def parse_qsl_multi(body: str) -> dict[str, list[str]]:
 
 
 def config_text(tmp_path, carriers: list[tuple[str, int]], sink_port: int, extra: str = "",
-                rates: str = "", routes: str | None = None, numbers_extra: str = "") -> str:
+                rates: str = "", routes: str | None = None, numbers_extra: str = "",
+                webhooks: str = "") -> str:
     carrier_blocks = "\n".join(
         textwrap.dedent(f"""
         [[carriers]]
@@ -112,6 +113,7 @@ def config_text(tmp_path, carriers: list[tuple[str, int]], sink_port: int, extra
     [webhooks]
     allow_private = true
     max_attempts = 3
+    {webhooks}
     [[accounts]]
     sid = "{ACCOUNT}"
     auth_token = "{TOKEN}"

@@ -232,16 +232,16 @@ class ProcessWriter:
                 if batch:
                     await self._commit(batch)
             if not self.dead:
-                await self._roundtrip(None)
+                await self._roundtrip(_frame(None))
         finally:
             self._done.set()
 
     @staticmethod
-    def _unpicklable(items: list) -> list[int]:
-        """Indexes of ops that cannot cross to the child (they fail alone)."""
+    def _encode(items: list) -> tuple[bytes, list[int]]:
+        """The frame for ``items``, and the indexes of ops that cannot cross to the child
+        (sent as skipped; they fail alone). Pickled once in the common case."""
         try:
-            pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
-            return []
+            return _frame(items), []
         except (pickle.PicklingError, TypeError, AttributeError):
             pass
         bad = []
@@ -250,7 +250,9 @@ class ProcessWriter:
                 pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
             except (pickle.PicklingError, TypeError, AttributeError):
                 bad.append(i)
-        return bad
+        for i in bad:
+            items[i] = None
+        return _frame(items), bad
 
     def _restart(self) -> None:
         """Start a new child after one died, at most ``MAX_RESTARTS`` per minute."""
@@ -273,8 +275,8 @@ class ProcessWriter:
         except OSError as exc:
             log.error("store writer process could not be restarted: %s", exc)
 
-    async def _roundtrip(self, items):
-        await self._send(_frame(items))
+    async def _roundtrip(self, data: bytes):
+        await self._send(data)
         head = await self._recv(4)
         return pickle.loads(await self._recv(_LEN.unpack(head)[0]))
 
@@ -304,16 +306,14 @@ class ProcessWriter:
         t0 = time.perf_counter()
         items = batch_items(batch)
         failure: str | None
-        bad = self._unpicklable(items)
-        for i in bad:
-            items[i] = None
+        data, bad = self._encode(items)
         if self.dead:
             self._restart()
         if self.dead:
             results, failure = [], "store writer process is gone"
         else:
             try:
-                results, failure = await self._roundtrip(items)
+                results, failure = await self._roundtrip(data)
             except (EOFError, OSError, pickle.PickleError) as exc:
                 self.dead = True
                 log.error("store writer process died: %s", exc)

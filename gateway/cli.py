@@ -7,6 +7,7 @@ problem), ``smsc-sim`` (the SMPP SMSC simulator as its own process), ``--version
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 from gateway import __version__
@@ -65,6 +66,11 @@ def _run(args) -> int:
         args.log_format or getattr(log_cfg, "format", "text"),
     )
     from gateway.runtime.app import Gateway
+
+    # Fewer, larger young-generation collections: the pipeline allocates a few dozen
+    # short-lived objects per message, and the default threshold (700) runs the cyclic
+    # collector every ~100 µs under load. Startup objects are frozen out of it (app.py).
+    gc.set_threshold(50_000, 20, 10)
 
     async def main() -> None:
         await Gateway(cfg).run()

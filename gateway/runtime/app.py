@@ -16,6 +16,7 @@ This class is also the API's ``ApiContext`` (``gateway.api.context``).
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -135,6 +136,7 @@ class Gateway:
                     self.api_port = await outer.start(self.server.serve)
                     outer.start_soon(self._watchdog)
                     outer.start_soon(self._signals)
+                    gc.freeze()       # config, tables, loaded state: out of every GC scan
                     sdnotify.notify("READY=1\nSTATUS=" + self._status_line())
                     log.info("gateway ready api=%s:%s codec=%s", host, self.api_port, codec.BACKEND)
                     task_status.started(self.api_port)

@@ -28,50 +28,33 @@ from gateway.io.http_client import (
     _Timer,
 )
 from gateway.io.http_common import (
-    BodyTooLarge,
     ConnectTimeout,
     HttpClientError,
     ProtocolError,
     ReadTimeout,
+    ResponseState,
     TotalTimeout,
 )
 
 
-class _Responses:
-    """httptools callbacks collecting consecutive responses on one connection."""
+class _Responses(ResponseState):
+    """``ResponseState``'s callbacks (headers, body cap) for consecutive responses on one
+    connection: each complete one is appended to ``out`` and the state starts afresh."""
 
-    __slots__ = ("parser", "max_body", "out", "headers", "body", "size", "keep", "failed")
+    __slots__ = ("out",)
 
     def __init__(self, max_body: int) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.max_body = max_body
+        super().__init__(max_body)
         self.out: list[ClientResponse] = []
-        self.headers: dict[str, str] = {}
-        self.body: list[bytes] = []
-        self.size = 0
         self.keep = True
-        self.failed: HttpClientError | None = None
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        val = value.decode("latin-1")
-        old = self.headers.get(key)
-        self.headers[key] = val if old is None else f"{old}, {val}"
-
-    def on_body(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > self.max_body:
-            raise BodyTooLarge(f"body over {self.max_body} bytes")
-        self.body.append(data)
 
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
-        if 100 <= status < 200 and status != 101:        # interim response: skip it
-            self.headers, self.body, self.size = {}, [], 0
-            return
-        self.out.append(ClientResponse(status, self.headers, b"".join(self.body)))
-        self.keep = self.parser.should_keep_alive()
+        if not (100 <= status < 200 and status != 101):      # interim responses: skipped
+            self.out.append(ClientResponse(status, self.headers, b"".join(self.body)))
+            self.keep = self.parser.should_keep_alive()
         self.headers, self.body, self.size = {}, [], 0
+        self.head_done, self.length, self.chunked = False, None, False
 
 
 def _payload(method: str, target: str, host_hdr: str, headers, body: bytes) -> bytes:

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import struct
 import subprocess
-import sys
 import time
 
 import msgpack
 import trio
+
+from gateway.io import childproc
 
 log = logging.getLogger("gateway.webhooks")
 
@@ -169,17 +169,8 @@ class RemoteHooks:
             self._stop()
 
     def _spawn(self) -> None:
-        c_read, p_write = os.pipe()
-        p_read, c_write = os.pipe()
-        code = ("import sys; from gateway.runtime.webhook_proc import child_main; "
-                "child_main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", code, json.dumps(self.cfg), str(c_read), str(c_write)],
-            pass_fds=(c_read, c_write), close_fds=True)
-        os.close(c_read)
-        os.close(c_write)
-        os.set_blocking(p_write, False)
-        os.set_blocking(p_read, False)
+        self._proc, p_read, p_write = childproc.spawn(
+            "gateway.runtime.webhook_proc", "child_main", json.dumps(self.cfg))
         self._fds = (p_read, p_write)
 
     def _respawn(self) -> bool:
@@ -199,11 +190,7 @@ class RemoteHooks:
 
     def _stop(self) -> None:
         if self._fds is not None:
-            for fd in self._fds:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            childproc.close(*self._fds)
             self._fds = None
         proc = self._proc
         if proc is not None and proc.poll() is None:
@@ -219,23 +206,15 @@ class RemoteHooks:
             batch, self._queue = self._queue, []
             data = _frame([[h.hid, h.kind, h.url, h.method, h.params, h.token, h.idem,
                             h.attempt] for h in batch])
-            view = memoryview(data)
-            while view:
-                try:
-                    view = view[os.write(wfd, view):]
-                except BlockingIOError:
-                    await trio.lowlevel.wait_writable(wfd)
+            await childproc.write_all(wfd, data)
 
     async def _reader(self) -> None:
         rfd = self._fds[0]
         frames = _FrameReader()
         while True:
             try:
-                data = os.read(rfd, 65536)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(rfd)
-                continue
-            if not data:
+                data = await childproc.read_some(rfd)
+            except EOFError:
                 log.error("webhook worker exited (pid %s)", self.pid)
                 return
             for batch in frames.feed(data):

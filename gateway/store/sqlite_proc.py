@@ -33,13 +33,13 @@ import pickle
 import signal
 import struct
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
 
 import trio
 
+from gateway.io import childproc
 from gateway.store.base import StoreError
 from gateway.store.sqlite_writer import Op, WriterStats, batch_items, settle
 
@@ -153,19 +153,8 @@ class ProcessWriter:
         trio.lowlevel.spawn_system_task(self._committer, name="store-writer")
 
     def _spawn(self) -> None:
-        c_read, p_write = os.pipe()
-        p_read, c_write = os.pipe()
-        code = ("import sys; from gateway.store.sqlite_proc import child_main; "
-                "child_main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", code, self.path, str(c_read), str(c_write)],
-            pass_fds=(c_read, c_write), close_fds=True,
-        )
-        os.close(c_read)
-        os.close(c_write)
-        os.set_blocking(p_write, False)
-        os.set_blocking(p_read, False)
-        self._to_child, self._from_child = p_write, p_read
+        self._proc, self._from_child, self._to_child = childproc.spawn(
+            "gateway.store.sqlite_proc", "child_main", self.path)
         self.dead = False
 
     # -- queueing -------------------------------------------------------------------------
@@ -202,17 +191,8 @@ class ProcessWriter:
             await trio.to_thread.run_sync(self._reap)
 
     def _reap(self) -> None:
-        proc = self._proc
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for fd in (self._to_child, self._from_child):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        childproc.reap(self._proc)
+        childproc.close(self._to_child, self._from_child)
 
     # -- committer ------------------------------------------------------------------------
     async def _committer(self) -> None:
@@ -262,11 +242,7 @@ class ProcessWriter:
             return
         self._restarts.append(now)
         old = self._proc
-        for fd in (self._to_child, self._from_child):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        childproc.close(self._to_child, self._from_child)
         if old is not None and old.poll() is None:
             old.kill()
         try:
@@ -276,31 +252,9 @@ class ProcessWriter:
             log.error("store writer process could not be restarted: %s", exc)
 
     async def _roundtrip(self, data: bytes):
-        await self._send(data)
-        head = await self._recv(4)
-        return pickle.loads(await self._recv(_LEN.unpack(head)[0]))
-
-    async def _send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self._to_child, view):]
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self._to_child)
-
-    async def _recv(self, n: int) -> bytes:
-        parts, need = [], n
-        while need:
-            try:
-                chunk = os.read(self._from_child, need)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(self._from_child)
-                continue
-            if not chunk:
-                raise EOFError("store writer process closed its pipe")
-            parts.append(chunk)
-            need -= len(chunk)
-        return b"".join(parts)
+        await childproc.write_all(self._to_child, data)
+        head = await childproc.read_exact(self._from_child, 4)
+        return pickle.loads(await childproc.read_exact(self._from_child, _LEN.unpack(head)[0]))
 
     async def _commit(self, batch: list[Op]) -> None:
         t0 = time.perf_counter()

@@ -46,6 +46,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from gateway.testing import sipp as scenarios  # noqa: E402 - after the sys.path line (run as a script)
+
 ACCOUNT = "AC0123456789abcdef0123456789abcdef"
 TOKEN = "bench-token"
 SETUP_NUMBER, MEDIA_NUMBER = "+15005550100", "+15005550101"
@@ -80,60 +82,16 @@ def cpu_tree(pid: int) -> float:
 
 
 # ------------------------------------------------------------------ SIPp scenarios
-_INVITE = """
-  <send retrans="500"><![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: carrier <sip:15557654321@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: sip:carrier@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
+# the carrier's INVITE (+ its 100/180/200 and the ACK), shared with the tests
+def _call(pt: int, codec: str) -> str:
+    return (scenarios.invite(pt, codec) + '<recv response="100" optional="true"/>'
+            '<recv response="180" optional="true"/><recv response="200" rtd="true"/>'
+            + scenarios.ack())
 
-v=0
-o=carrier 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP {pt} 101
-a=rtpmap:{pt} {codec}/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rtd="true"/>
-  <send><![CDATA[
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: carrier <sip:15557654321@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
 
-]]></send>
-"""
+SETUP_SCENARIO = _call(0, "PCMU") + scenarios.ok_bye()
 
-SETUP_SCENARIO = _INVITE.format(pt=0, codec="PCMU") + """
-  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-"""
-
-MEDIA_SCENARIO = _INVITE.format(pt=8, codec="PCMA") + f"""
+MEDIA_SCENARIO = _call(8, "PCMA") + f"""
   <nop><action><exec play_pcap_audio="{PCAP}"/></action></nop>
   <pause milliseconds="7000"/>
   <nop><action><exec play_pcap_audio="{PCAP}"/></action></nop>
@@ -154,11 +112,9 @@ Content-Length: 0
 
 
 def scenario(body: str) -> str:
-    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="bench">'
-            + body + "</scenario>\n")
+    return scenarios.scenario(body, "bench")
 
 
-# ------------------------------------------------------------------ gateway role
 def config(tmp: str, sink_port: int) -> str:
     sink = f"http://127.0.0.1:{sink_port}"
     return textwrap.dedent(f"""

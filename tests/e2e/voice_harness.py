@@ -22,6 +22,7 @@ import trio
 from gateway import settings as settings_mod
 from gateway.io.http_server import HttpServer
 from gateway.runtime.app import Gateway
+from gateway.testing import sipp as scenarios
 
 from .harness import ACCOUNT, TOKEN, Sink
 
@@ -197,70 +198,11 @@ def uac_args(gw_port: int, scenario, service: str) -> list[str]:
             "-m", "1"]
 
 
-_INVITE = """
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: carrier <sip:15557654321@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: sip:carrier@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=carrier 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-
-    ]]>
-  </send>
-"""
-
-_ACK = """
-  <send>
-    <![CDATA[
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      {via}
-      From: carrier <sip:15557654321@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-"""
-
-_OK_BYE = """
-  <recv request="BYE" timeout="20000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-"""
-
-
-def _scenario(body: str) -> str:
-    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="gw">'
-            + body + "</scenario>\n")
+_INVITE = scenarios.invite()
+_ACK_FRESH = scenarios.ack()
+_ACK_IN_TX = scenarios.ack("[last_Via:]")
+_OK_BYE = scenarios.ok_bye()
+_scenario = scenarios.scenario
 
 
 def scenario_dtmf(digits: list[str]) -> str:
@@ -271,7 +213,7 @@ def scenario_dtmf(digits: list[str]) -> str:
     return _scenario(
         _INVITE + '<recv response="100" optional="true"/><recv response="180" optional="true"/>'
         '<recv response="200" rtd="true"/>'
-        + _ACK.format(via="Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]")
+        + _ACK_FRESH
         + '<pause milliseconds="300"/>' + plays + _OK_BYE)
 
 
@@ -294,11 +236,11 @@ def scenario_cancel() -> str:
 """
     return _scenario(
         _INVITE + '<recv response="100" optional="true"/><recv response="180"/>' + cancel
-        + '<recv response="200"/><recv response="487"/>' + _ACK.format(via="[last_Via:]"))
+        + '<recv response="200"/><recv response="487"/>' + _ACK_IN_TX)
 
 
 def scenario_rejected(status: int) -> str:
     """Call in, expect a final ``status`` (404, 486…), ACK it."""
     return _scenario(
         _INVITE + '<recv response="100" optional="true"/><recv response="180" optional="true"/>'
-        f'<recv response="{status}"/>' + _ACK.format(via="[last_Via:]"))
+        f'<recv response="{status}"/>' + _ACK_IN_TX)

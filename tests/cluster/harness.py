@@ -22,28 +22,15 @@ from gateway import settings as settings_mod
 from gateway.io.http_client import HttpClient
 from gateway.io.http_server import HttpServer
 from gateway.runtime.app import Gateway
-from gateway.testing.smsc import SimConfig, SmscSimulator
-from tests.e2e.harness import ACCOUNT, TOKEN, Sink, config_text
+from tests.e2e.harness import (
+    ACCOUNT,
+    TOKEN,
+    Sink,
+    config_text,
+    start_sim,  # the same simulator setup as the e2e tests
+)
 
 _prefixes = itertools.count(1)
-
-
-class Sim(SmscSimulator):
-    """The simulator, tolerant of a peer that vanishes mid-read (a crashed gateway):
-    ``SmscSimulator._handle`` catches BrokenResourceError, but its nursery wraps it in an
-    ExceptionGroup (reported to the lead; this stand-in keeps the tests independent)."""
-
-    async def _handle(self, stream) -> None:
-        try:
-            await super()._handle(stream)
-        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-
-
-async def start_sim(nursery, **kw) -> Sim:
-    sim = Sim(SimConfig(host="127.0.0.1", port=0, **kw))
-    await nursery.start(sim.serve)
-    return sim
 
 
 @dataclass

@@ -24,30 +24,14 @@ import orjson
 import trio
 
 from gateway.io.http_client import ClientLimits, HttpClient
-from gateway.testing.smsc import SimConfig, SmscSimulator
-from tests.e2e.harness import ACCOUNT, TOKEN
+from tests.e2e.harness import (
+    ACCOUNT,
+    TOKEN,
+    start_sim,  # noqa: F401 - re-exported for the process tests
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_RE = re.compile(rb"gateway ready api=(\S+):(\d+)")
-
-
-class ResetTolerantSim(SmscSimulator):
-    """Stand-in for a simulator bug: ``SmscSimulator._handle`` catches
-    ``BrokenResourceError`` around a nursery, which trio (strict exception groups) wraps
-    in an ``ExceptionGroup``, so a peer that dies with a TCP RST (``kill -9``) takes the
-    whole simulator down. Harmless once the simulator catches it itself."""
-
-    async def _handle(self, stream) -> None:
-        try:
-            await super()._handle(stream)
-        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-
-
-async def start_sim(nursery, **kw) -> SmscSimulator:
-    sim = ResetTolerantSim(SimConfig(host="127.0.0.1", port=0, **kw))
-    await nursery.start(sim.serve)
-    return sim
 
 
 @dataclass

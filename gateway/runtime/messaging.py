@@ -11,7 +11,7 @@ Rules:
   message's StatusCallback, else its service's, else the sender number's.
 - Sticky sender: a recipient keeps the pool number it got first (kv ``sticky``);
   otherwise the pool number whose queue drains soonest for its class, preferring a
-  number with the recipient's country/area code.
+  number with the recipient's country/area code; ties go round-robin through the pool.
 - Scheduled messages sit in a heap keyed by (SendAt, seq); at SendAt they become
   ``queued``, in creation order for the same SendAt.
 
@@ -45,6 +45,7 @@ class Messaging:
         self.sticky: dict[tuple[str, str], str] = {}    # (service, recipient) -> number
         self.scheduled: list[tuple[float, int, str]] = []
         self.scheduled_msgs: dict[str, Message] = {}
+        self._turn: dict[str, int] = {}                 # service -> round-robin offset
         self._sched_wake = trio.Event()
 
     async def load(self) -> None:
@@ -138,8 +139,12 @@ class Messaging:
         prefix = msg.to[:5] if msg.to.startswith("+1") else msg.to[:3]
         local = [n for n in pool if n.startswith(prefix)]
         candidates = local or pool
-        disp = self.gw.dispatcher
-        choice = min(candidates, key=disp.drain_time)
+        # the shortest drain time wins; ties (idle queues drain in no time) rotate
+        # through the pool so an idle service still spreads its recipients
+        turn = self._turn.get(svc.sid, 0)
+        self._turn[svc.sid] = turn + 1
+        k = turn % len(candidates)
+        choice = min(candidates[k:] + candidates[:k], key=self.gw.dispatcher.drain_time)
         if svc.sticky_sender:
             self.sticky[key] = choice
             self.gw.store_nowait_kv("sticky", f"{svc.sid}|{msg.to}", {"number": choice})

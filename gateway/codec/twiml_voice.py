@@ -1,8 +1,8 @@
 """Voice TwiML: the document a voice webhook answers -> a list of verbs.
 
 Owns: parsing ``<Response>`` documents with ``<Say>``, ``<Play>``, ``<Pause>``,
-``<Gather>`` (nesting ``<Say>``/``<Play>``/``<Pause>``), ``<Record>``, ``<Dial>`` (text
-or ``<Number>`` nouns), ``<Redirect>``, ``<Hangup>`` and ``<Reject>``, into frozen
+``<Gather>`` (nesting ``<Say>``/``<Play>``/``<Pause>``), ``<Record>``, ``<Dial>`` (text,
+``<Number>`` nouns, or one ``<Conference>``), ``<Redirect>``, ``<Hangup>`` and ``<Reject>``, into frozen
 dataclasses with Twilio's defaults (``reference/twilio.md`` §6). Pure; no I/O.
 
 Rules:
@@ -12,7 +12,9 @@ Rules:
   ``<Play>``/``<Redirect>`` without a URL, ``<Reject reason="x">``) -> ``TwimlError``
   code 12200 (Twilio's schema validation error): the document does not run.
 - Unknown verbs, and nouns this gateway does not bridge (``<Sip>``, ``<Client>``,
-  ``<Conference>``, ``<Queue>``…), are skipped and listed in ``Document.warnings``.
+  ``<Queue>``…), are skipped and listed in ``Document.warnings``. A ``<Dial>`` holding a
+  ``<Conference>`` joins that room; ``<Number>`` nouns beside it are ignored (warning),
+  a second ``<Conference>`` or an empty room name is a 12200 error.
 - Attribute values keep Twilio's meaning: ``loop="0"`` = repeat until hangup (the
   interpreter caps it); ``numDigits`` absent = unlimited (``None``); ``action`` absent =
   ``None`` (the interpreter resolves it to the current document URL where Twilio does).
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from gateway.codec.twiml import PARSE_FAILURE, SCHEMA_WARNING, TwimlError, _build_tree, _Node, _text
 
 __all__ = [
-    "Say", "Play", "Pause", "Gather", "Record", "Number", "Dial", "Redirect", "Hangup",
+    "Say", "Play", "Pause", "Gather", "Record", "Number", "Conference", "Dial", "Redirect", "Hangup",
     "Reject", "Document", "TwimlError", "parse", "parse_document", "PARSE_FAILURE",
     "SCHEMA_WARNING",
 ]
@@ -88,6 +90,20 @@ class Number:
 
 
 @dataclass(frozen=True, slots=True)
+class Conference:
+    name: str
+    muted: bool = False
+    beep: str = "true"                       # true | false | onEnter | onExit
+    start_conference_on_enter: bool = True
+    end_conference_on_exit: bool = False
+    wait_url: str | None = None              # parsed, not played (silence while waiting)
+    max_participants: int = 250
+    status_callback: str | None = None
+    status_callback_method: str = "POST"
+    status_callback_event: tuple[str, ...] = ()   # start end join leave (others ignored)
+
+
+@dataclass(frozen=True, slots=True)
 class Dial:
     numbers: tuple[Number, ...] = ()
     action: str | None = None
@@ -97,6 +113,7 @@ class Dial:
     time_limit: int = 14400
     hangup_on_star: bool = False
     record: str = "do-not-record"
+    conference: Conference | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,13 +273,40 @@ def _record(node: _Node) -> Record:
     )
 
 
+_BEEPS = {"true": "true", "false": "false", "onenter": "onEnter", "onexit": "onExit"}
+
+
+def _conference(node: _Node) -> Conference:
+    name = _text(node)
+    if not name:
+        raise _bad("<Conference> without a room name")
+    beep = (node.attrs.get("beep") or "true").strip()
+    if beep.lower() not in _BEEPS:
+        raise _bad(f"<Conference beep={beep!r}>: true, false, onEnter or onExit")
+    events = tuple((node.attrs.get("statusCallbackEvent") or "").replace(",", " ").split())
+    return Conference(
+        name=name, muted=_bool(node, "muted", False), beep=_BEEPS[beep.lower()],
+        start_conference_on_enter=_bool(node, "startConferenceOnEnter", True),
+        end_conference_on_exit=_bool(node, "endConferenceOnExit", False),
+        wait_url=_opt(node, "waitUrl"),
+        max_participants=_int(node, "maxParticipants", 250, 2, 250),
+        status_callback=_opt(node, "statusCallback"),
+        status_callback_method=_method(node, "statusCallbackMethod"),
+        status_callback_event=events)
+
+
 def _dial(node: _Node, warnings: list[str]) -> Dial:
     numbers: list[Number] = []
+    conference: Conference | None = None
     text = _text(node)
     if text:
         numbers.append(Number(text))
     for child in node.children:
-        if child.tag == "Number":
+        if child.tag == "Conference":
+            if conference is not None:
+                raise _bad("<Dial> with more than one <Conference>")
+            conference = _conference(child)
+        elif child.tag == "Number":
             number = _text(child)
             if not number:
                 raise _bad("<Number> without a number")
@@ -270,6 +314,9 @@ def _dial(node: _Node, warnings: list[str]) -> Dial:
                                   url=_opt(child, "url"), method=_method(child)))
         else:
             warnings.append(f"<Dial><{child.tag}> is not supported by this gateway; skipped")
+    if conference is not None and numbers:
+        warnings.append("<Dial>: <Number> beside <Conference> ignored")
+        numbers = []
     record = (node.attrs.get("record") or "do-not-record").strip()
     if record not in _RECORD_MODES:
         raise _bad(f"<Dial record={record!r}>: unknown recording mode")
@@ -282,6 +329,7 @@ def _dial(node: _Node, warnings: list[str]) -> Dial:
         time_limit=_int(node, "timeLimit", 14400, 1, 86400),
         hangup_on_star=_bool(node, "hangupOnStar", False),
         record=_RECORD_MODES[record],
+        conference=conference,
     )
 
 

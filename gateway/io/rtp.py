@@ -2,10 +2,8 @@
 
 Owns: binding a port from a configured range, the receive loop (symmetric-RTP latching,
 RFC 4733 digits, reorder-and-record), paced playback, barge-in (``stop_play``), sending
-digits, silence detection and ``stats`` (``RtpSession.totals()`` sums them process-wide);
-``_Pacer``, the one task per trio run that sends
-every playing session's next frame on a shared absolute 20 ms grid (no drift, one wakeup
-per tick for all calls).
+digits, silence detection and ``stats`` (``RtpSession.totals()`` sums them process-wide).
+Paced playback goes through ``rtp_pacer`` (one shared 20 ms grid for every call).
 
 Rules: one socket per session, remote addresses are IP literals (from SDP; no DNS here).
 The receive loop runs in the nursery given to ``open`` (else as a trio system task) and
@@ -26,6 +24,7 @@ import trio
 
 from gateway.codec import g711
 from gateway.codec import rtp as rtpc
+from gateway.io.rtp_pacer import PlayJob, pacer
 
 _SILENCE_FRAME = g711.silence(rtpc.FRAME_SAMPLES)
 _SILENCE_PCM = bytes(2 * rtpc.FRAME_SAMPLES)
@@ -35,85 +34,6 @@ _MAX_GAP_FILL = 50               # lost frames filled with silence (1 s); bigger
 
 class PortsExhausted(OSError):
     """Every port in the configured RTP range is in use."""
-
-
-class _PlayJob:
-    """One ``play`` in progress: the pacer calls ``step`` once per 20 ms tick."""
-
-    __slots__ = ("session", "audio", "pos", "done", "stopped", "first")
-
-    def __init__(self, session: RtpSession, audio: bytes) -> None:
-        self.session, self.audio, self.pos = session, audio, 0
-        self.done = trio.Event()
-        self.stopped = False
-        self.first = True
-
-    def step(self, tick: float) -> bool:
-        """Send the next frame; False once the audio has played out (one tick after the
-        last frame was sent)."""
-        if self.done.is_set():
-            return False
-        s, n = self.session, rtpc.FRAME_SAMPLES
-        if self.pos >= len(self.audio):
-            self.done.set()
-            return False
-        if self.first:
-            s._resume_timestamp(tick)
-        s._send(self.audio[self.pos:self.pos + n], s.payload_type, self.first, s._ts)
-        s._ts = (s._ts + n) & 0xFFFFFFFF
-        s._last_tx = tick
-        self.pos += n
-        self.first = False
-        return True
-
-    def finish(self, stopped: bool) -> None:
-        if not self.done.is_set():
-            self.stopped = stopped
-            self.done.set()
-
-
-class _Pacer:
-    """One task per trio run sends the next frame of every playing session on a shared
-    absolute 20 ms grid (one wakeup per tick for all calls, no drift). When it falls more
-    than 100 ms behind (CPU starved) it re-anchors instead of bursting."""
-
-    def __init__(self) -> None:
-        self.jobs: list[_PlayJob] = []
-        self.running = False
-
-    def add(self, job: _PlayJob) -> None:
-        self.jobs.append(job)
-        if not self.running:
-            self.running = True
-            trio.lowlevel.spawn_system_task(self._loop, name="rtp-pacer")
-
-    async def _loop(self) -> None:
-        try:
-            tick = trio.current_time()
-            while self.jobs:
-                self.jobs = [j for j in self.jobs if j.step(tick)]
-                tick += rtpc.FRAME_SECONDS
-                now = trio.current_time()
-                if now - tick > 0.1:
-                    tick = now
-                await trio.sleep_until(tick)
-        finally:
-            self.running = False
-            for j in self.jobs:
-                j.finish(stopped=True)
-            self.jobs = []
-
-
-_PACER: trio.lowlevel.RunVar = trio.lowlevel.RunVar("rtp_pacer")
-
-
-def _pacer() -> _Pacer:
-    try:
-        return _PACER.get()
-    except LookupError:
-        p = _Pacer()
-        _PACER.set(p)
-        return p
 
 
 class RtpSession:
@@ -222,6 +142,12 @@ class RtpSession:
         self.latched = False
 
     _alaw = False
+
+    @property
+    def alaw(self) -> bool:
+        """The negotiated audio codec is PCMA (else PCMU)."""
+        return self._alaw
+
     #: called with (payload, is_alaw) for every new audio frame as it arrives, before
     #: reordering (a relay: the far end's jitter buffer orders); exceptions drop the frame
     on_audio = None
@@ -415,8 +341,8 @@ class RtpSession:
             await trio.lowlevel.checkpoint()
             return True
         async with self._tx_lock:
-            job = self._job = _PlayJob(self, ulaw)
-            _pacer().add(job)
+            job = self._job = PlayJob(self, ulaw)
+            pacer().add(job)
             try:
                 await job.done.wait()
             finally:
@@ -424,7 +350,7 @@ class RtpSession:
                 self._job = None
             return not job.stopped
 
-    _job: _PlayJob | None = None
+    _job: PlayJob | None = None
 
     def stop_play(self) -> None:
         """Barge-in: end the current ``play`` now (no further frames are sent)."""

@@ -1,12 +1,17 @@
-"""Audio for calls: WAV read/write, resampling to 8 kHz, μ-law conversion, <Play> fetch.
+"""Audio for calls: WAV read/write, MP3 decoding, resampling to 8 kHz, μ-law conversion,
+<Play> fetch.
 
 Owns: ``parse_wav`` (RIFF/WAVE: PCM 8/16/24/32-bit, float32, μ-law, A-law, any rate, any
-channel count -> downmixed), ``resample`` (soxr, the maintained libsoxr binding; a linear
+channel count -> downmixed), ``parse_mp3`` (MPEG-1/2/2.5 layer III through miniaudio's
+dr_mp3, no ffmpeg; any rate, downmixed), ``resample`` (soxr, the maintained libsoxr binding; a linear
 fallback only when soxr is missing), ``to_ulaw_8k``, ``wav_bytes`` (for <Record>),
 ``beep`` and ``fetch`` (HTTP GET through the project's HttpClient with an ETag /
 Last-Modified cache per URL).
 
 Rules: everything here but ``fetch`` is pure; audio handed to RtpSession is 8 kHz μ-law.
+``fetch`` decodes bodies over ``THREAD_DECODE_BYTES`` in a worker thread (an MP3 of
+minutes must not stall every call's 20 ms pacing). MP3 is recognised by its ID3 tag or
+frame sync, or an ``audio/mpeg`` type; a decoded MP3 is capped at ``MAX_MP3_SECONDS``.
 Error handling: ``AudioError`` for unsupported/malformed media and non-2xx answers; the
 HTTP client's own errors propagate (the interpreter decides what a failed <Play> does).
 No retries here.
@@ -20,6 +25,8 @@ import sys
 from array import array
 from collections import OrderedDict
 
+import trio
+
 from gateway.codec import g711
 
 try:                                          # soxr (and numpy, which it needs)
@@ -28,7 +35,16 @@ try:                                          # soxr (and numpy, which it needs)
 except ImportError:                           # pragma: no cover - exercised without soxr
     _np = _soxr = None
 
+try:                                          # MP3 <Play> (dr_mp3 via cffi, manylinux wheels)
+    import miniaudio as _miniaudio
+except ImportError:                           # pragma: no cover - exercised without it
+    _miniaudio = None
+
 MAX_AUDIO_BYTES = 10 * 1024 * 1024
+MAX_MP3_SECONDS = 3600
+THREAD_DECODE_BYTES = 64 * 1024
+_MP3_TYPES = frozenset({"audio/mpeg", "audio/mp3", "audio/mpeg3", "audio/x-mpeg-3",
+                        "audio/x-mp3", "audio/mpa"})
 _FMT_PCM, _FMT_FLOAT, _FMT_ALAW, _FMT_ULAW, _FMT_EXT = 1, 3, 6, 7, 0xFFFE
 
 
@@ -98,6 +114,35 @@ def _downmix(pcm: bytes, channels: int) -> bytes:
     return out.tobytes()
 
 
+def is_mp3(body: bytes, content_type: str = "") -> bool:
+    """ID3v2 tag, an MPEG audio frame sync (11 set bits, layer III), or an MP3 type."""
+    if body[:3] == b"ID3":
+        return True
+    if len(body) >= 2 and body[0] == 0xFF and body[1] & 0xE6 == 0xE2:
+        return True
+    return content_type.split(";")[0].strip().lower() in _MP3_TYPES
+
+
+def parse_mp3(data: bytes) -> tuple[bytes, int]:
+    """MP3 -> (PCM16 LE mono, sample rate)."""
+    if _miniaudio is None:
+        raise AudioError("MP3 needs the miniaudio package (pip install miniaudio)")
+    try:
+        info = _miniaudio.mp3_get_info(data)
+        if info.duration > MAX_MP3_SECONDS:
+            raise AudioError(f"MP3 longer than {MAX_MP3_SECONDS} s")
+        snd = _miniaudio.mp3_read_s16(data)
+    except _miniaudio.DecodeError as exc:
+        raise AudioError(f"undecodable MP3 ({exc})") from None
+    if not snd.samples or snd.nchannels < 1:
+        raise AudioError("MP3 without audio frames")
+    samples = snd.samples
+    if sys.byteorder == "big":                    # pragma: no cover
+        samples.byteswap()
+    pcm = samples.tobytes()
+    return (_downmix(pcm, snd.nchannels) if snd.nchannels > 1 else pcm), snd.sample_rate
+
+
 def resample(pcm16: bytes, rate_in: int, rate_out: int = 8000) -> bytes:
     """PCM16 LE mono from ``rate_in`` to ``rate_out`` (soxr high quality)."""
     if rate_in == rate_out or not pcm16:
@@ -136,7 +181,9 @@ def to_ulaw_8k(pcm16: bytes, rate: int) -> bytes:
 
 
 def decode_audio(body: bytes, content_type: str = "") -> bytes:
-    """A fetched body -> 8 kHz μ-law. WAV by magic; raw μ-law for audio/basic or x-mulaw."""
+    """A fetched body -> 8 kHz μ-law. WAV by magic; raw μ-law for audio/basic or x-mulaw,
+    raw A-law for audio/x-alaw (their bytes can look like an MP3 frame sync, so the type
+    decides first); MP3 by magic or type."""
     ctype = content_type.split(";")[0].strip().lower()
     if body[:4] == b"RIFF":
         pcm, rate = parse_wav(body)
@@ -151,8 +198,11 @@ def decode_audio(body: bytes, content_type: str = "") -> bytes:
         return body
     if ctype in ("audio/x-alaw", "audio/pcma", "audio/alaw"):
         return g711.alaw_to_ulaw(body)
+    if is_mp3(body, ctype):
+        pcm, rate = parse_mp3(body)
+        return to_ulaw_8k(pcm, rate)
     raise AudioError(f"unsupported audio type {ctype or 'unknown'!r} "
-                     f"(WAV, audio/basic μ-law or A-law only)")
+                     f"(WAV, MP3, audio/basic μ-law or A-law only)")
 
 
 def wav_bytes(pcm16: bytes, rate: int = 8000) -> bytes:
@@ -231,7 +281,11 @@ async def fetch(url: str, http_client, *, cache: AudioCache | None = None,
         return cached[2]
     if not 200 <= resp.status < 300:
         raise AudioError(f"GET {url} answered {resp.status}")
-    ulaw = decode_audio(resp.body, resp.headers.get("content-type", ""))
+    ctype = resp.headers.get("content-type", "")
+    if len(resp.body) > THREAD_DECODE_BYTES:
+        ulaw = await trio.to_thread.run_sync(decode_audio, resp.body, ctype)
+    else:
+        ulaw = decode_audio(resp.body, ctype)
     etag, lm = resp.headers.get("etag"), resp.headers.get("last-modified")
     if etag or lm:
         cache.put(url, etag, lm, ulaw)

@@ -21,7 +21,9 @@ Rules (Twilio's, ``reference/twilio.md`` §6–7):
   that ended it, ``hangup``, or empty on timeout/maxLength).
 - ``<Dial>``: every ``<Number>`` is handed to the leg at once (rung in parallel, first
   answer wins); ``action`` gets ``DialCallStatus``, ``DialCallSid``,
-  ``DialCallDuration``. ``callerId`` defaults to the call's ``From``.
+  ``DialCallDuration``. ``callerId`` defaults to the call's ``From``. A
+  ``<Dial><Conference>`` joins the room until the caller leaves it or it ends, then
+  goes on like ``<Dial>`` (``action`` or next verb).
 - ``play_document``: documents without the final hangup (``<Number url>`` whisper);
   ``hung_up``: a ``<Hangup/>``/``<Reject/>`` ran.
 - ``loop="0"`` repeats until hangup, capped at ``LOOP_FOREVER`` rounds.
@@ -40,15 +42,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 from urllib.parse import urljoin
 
 import trio
 
 from gateway.codec import twiml_voice as tv
 from gateway.core import call as C
+from gateway.voice.callleg import (
+    CallEnded,
+    CallLeg,
+    DialResult,
+    Fetcher,
+    FetchError,
+    Notifier,
+    RecordResult,
+)
+
+__all__ = ["CallEnded", "CallLeg", "DialResult", "FetchError", "Fetcher", "Interpreter",
+           "Next", "Notifier", "RecordResult", "call_params"]
 
 log = logging.getLogger("gateway.voice")
 
@@ -56,62 +68,6 @@ API_VERSION = "2010-04-01"
 LOOP_FOREVER = 1000
 MAX_DOCUMENTS = 500
 ERROR_TEXT = "We are sorry, an application error has occurred. Goodbye."
-
-
-class CallEnded(Exception):
-    """The remote side hung up (raised by any ``CallLeg`` operation)."""
-
-
-class FetchError(Exception):
-    """A TwiML document could not be retrieved; ``code`` is Twilio's (11200, 11205…)."""
-
-    def __init__(self, code: int, message: str = ""):
-        super().__init__(message or f"fetch failed ({code})")
-        self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class RecordResult:
-    url: str | None            # None / duration 0 = nothing recorded
-    sid: str | None
-    duration: int              # seconds
-    digits: str                # the finishing key, "hangup", or ""
-
-
-@dataclass(frozen=True, slots=True)
-class DialResult:
-    status: str                # completed | busy | no-answer | failed | canceled
-    call_sid: str | None
-    duration: int              # seconds the bridge lasted
-
-
-class CallLeg(Protocol):
-    """One call as the interpreter drives it. Every ``async`` method raises ``CallEnded``
-    once the remote side has hung up; all of them are cancellable."""
-
-    call: C.Call
-    answered: bool
-    ended: bool
-
-    async def answer(self) -> None: ...
-    async def reject(self, reason: str) -> None: ...          # "rejected" | "busy"
-    async def hangup(self) -> None: ...                        # no-op once ended
-    async def say(self, text: str, voice: str, language: str) -> None: ...
-    async def play(self, url: str) -> None: ...                # fetch + play once
-    async def send_digits(self, digits: str) -> None: ...      # RFC 4733, w = 0.5 s
-    async def pause(self, seconds: float) -> None: ...
-    def clear_digits(self) -> None: ...
-    async def next_digit(self, timeout: float | None) -> str | None: ...  # None: timeout
-    async def record(self, *, timeout: float, finish_on_key: str, max_length: float,
-                     play_beep: bool, trim: str) -> RecordResult: ...
-    async def dial(self, numbers: list[tv.Number], *, timeout: float, caller_id: str,
-                   time_limit: float, hangup_on_star: bool, record: str) -> DialResult: ...
-
-
-#: fetch(url, method, params) -> (body, content_type); raises FetchError
-Fetcher = Callable[[str, str, list[tuple[str, str]]], Awaitable[tuple[bytes, str]]]
-#: notify(url, method, params): fire-and-forget (recording status callbacks)
-Notifier = Callable[[str, str, list[tuple[str, str]]], None]
 
 
 @dataclass(slots=True)
@@ -371,7 +327,13 @@ class Interpreter:
         leg = self.leg
         res = DialResult(C.FAILED, None, 0)
         caller_id = d.caller_id or self.call.from_
-        if d.numbers:
+        if d.conference is not None:
+            room = d.conference
+            if room.status_callback:
+                room = replace(room, status_callback=_resolve(doc_url, room.status_callback))
+            res = await leg.conference(room, time_limit=float(d.time_limit),
+                                       hangup_on_star=d.hangup_on_star)
+        elif d.numbers:
             numbers = [replace(n, url=_resolve(doc_url, n.url)) if n.url else n
                        for n in d.numbers]                 # whisper URLs are relative too
             res = await leg.dial(numbers, timeout=float(d.timeout),

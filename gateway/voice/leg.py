@@ -2,7 +2,8 @@
 
 Owns: turning verbs into media (TTS and fetched audio played as paced RTP, RFC 4733
 digits in and out, recording with silence/finish-key/max-length ends, the beep), the
-answer/reject/hangup of the SIP side, and the audio bridge of ``<Dial>``.
+answer/reject/hangup of the SIP side, and the audio bridge of ``<Dial>``
+(``<Dial><Conference>`` is handed to the service's ``ConferenceHub``).
 
 Rules:
 - Every operation raises ``CallEnded`` once the SIP dialog has ended (BYE, CANCEL,
@@ -194,6 +195,10 @@ class MediaLeg:
                    hangup_on_star: bool, record: str):
         return await self.svc.dial(self, numbers, timeout=timeout, caller_id=caller_id,
                                    time_limit=time_limit, hangup_on_star=hangup_on_star)
+
+    async def conference(self, room, *, time_limit: float, hangup_on_star: bool):
+        return await self.svc.conference(self, room, time_limit=time_limit,
+                                         hangup_on_star=hangup_on_star)
 
 
 async def bridge(a: MediaLeg, b: MediaLeg, *, time_limit: float, hangup_on_star: bool) -> None:

@@ -147,3 +147,35 @@ def test_gather_nesting_keeps_prompts_only():
     assert g.nested == (Say("x", loop=0), Pause(1), Play("http://a/b.wav"))
     assert g.num_digits == 3
     assert doc.warnings == ["<Dial> is not allowed in <Gather>; skipped"]
+
+
+def test_dial_conference_from_the_twilio_library():
+    r = VoiceResponse()
+    d = LibDial(action="/after", hangup_on_star=True, time_limit=600)
+    d.conference("Room 1", muted=True, beep="onEnter", start_conference_on_enter=False,
+                 end_conference_on_exit=True, wait_url="/hold", max_participants=10,
+                 status_callback="/conf", status_callback_event="start end join leave",
+                 status_callback_method="GET")
+    r.append(d)
+    (dial,) = tv.parse(str(r))
+    assert dial.numbers == () and dial.action == "/after" and dial.hangup_on_star
+    assert dial.conference == tv.Conference(
+        "Room 1", muted=True, beep="onEnter", start_conference_on_enter=False,
+        end_conference_on_exit=True, wait_url="/hold", max_participants=10,
+        status_callback="/conf", status_callback_method="GET",
+        status_callback_event=("start", "end", "join", "leave"))
+    (plain,) = tv.parse("<Response><Dial><Conference>r</Conference></Dial></Response>")
+    assert plain.conference == tv.Conference("r") and plain.conference.beep == "true"
+
+
+def test_dial_conference_errors_and_numbers_beside_it():
+    doc = tv.parse_document("<Response><Dial><Number>+15005550001</Number>"
+                            "<Conference>r</Conference></Dial></Response>")
+    assert doc.verbs[0].numbers == () and doc.verbs[0].conference.name == "r"
+    assert any("Number" in w for w in doc.warnings)
+    for bad in ("<Conference></Conference>", "<Conference beep='loud'>r</Conference>",
+                "<Conference>a</Conference><Conference>b</Conference>",
+                "<Conference muted='maybe'>r</Conference>"):
+        with pytest.raises(TwimlError) as exc:
+            tv.parse(f"<Response><Dial>{bad}</Dial></Response>")
+        assert exc.value.code == tv.SCHEMA_WARNING

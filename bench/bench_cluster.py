@@ -7,6 +7,7 @@ a temporary directory and stops it by PID. All gateways share this process (and 
 2 cores), so the numbers show the mechanism's cost, not a multi-host speed-up.
 
 Usage: python bench/bench_cluster.py [--count N] [--concurrency C] [--gateways 1,2,3]
+       [--top K]   (K commands with the most calls per message; 0 = all)
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ async def commandstats(client) -> dict[str, int]:
 
 
 async def run_case(tmp: Path, server: RedisServer, gateways: int, count: int,
-                   concurrency: int) -> dict:
+                   concurrency: int, top_k: int = 8) -> dict:
     async with cluster_env(tmp, server, n=gateways, rates=RATES, binds=gateways,
                            sim_kw={"dlr_delay_ms": 0, "record_submits": False}) as env:
         with trio.fail_after(20):
@@ -45,6 +46,7 @@ async def run_case(tmp: Path, server: RedisServer, gateways: int, count: int,
                 await trio.sleep(0.05)
         client = env.nodes[0].gw.store.client
         before = await commandstats(client)
+        acks0 = sum(getattr(x.gw.cluster, "ack_calls", 0) for x in env.nodes)
         sent0 = env.sim.stats["submits"]
         counter = iter(range(count))
         failures = 0
@@ -68,12 +70,15 @@ async def run_case(tmp: Path, server: RedisServer, gateways: int, count: int,
         # let DLRs and their saves/acks finish before counting commands
         await trio.sleep(1.0)
         after = await commandstats(client)
+        ack_calls = sum(getattr(x.gw.cluster, "ack_calls", 0) for x in env.nodes) - acks0
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         total = sum(delta.values())
-        top = sorted(((v, k[8:]) for k, v in delta.items() if v), reverse=True)[:8]
+        top = sorted(((v, k[8:]) for k, v in delta.items() if v), reverse=True)
+        top = top[:top_k] if top_k > 0 else top
         return {"gateways": gateways, "accepted_per_s": count / t_accept,
                 "e2e_per_s": count / t_end, "failures": failures,
                 "cmds_per_msg": total / count,
+                "acks_per_call": count / ack_calls if ack_calls else 0.0,
                 "top": ", ".join(f"{k}={v / count:.2f}" for v, k in top)}
 
 
@@ -85,10 +90,11 @@ async def main(args) -> None:
                 case = Path(d) / f"case{n}"
                 case.mkdir()
                 res = await run_case(case, server, n, args.count,
-                                     args.concurrency)
+                                     args.concurrency, args.top)
                 print(f"gateways={res['gateways']}  accepted={res['accepted_per_s']:7.0f}/s  "
                       f"end-to-end={res['e2e_per_s']:7.0f}/s  failures={res['failures']}  "
-                      f"redis cmds/msg={res['cmds_per_msg']:.1f}  ({res['top']})", flush=True)
+                      f"redis cmds/msg={res['cmds_per_msg']:.1f}  "
+                      f"acks/ACK call={res['acks_per_call']:.1f}  ({res['top']})", flush=True)
         finally:
             server.stop()
 
@@ -98,5 +104,6 @@ if __name__ == "__main__":
     ap.add_argument("--count", type=int, default=3000)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--gateways", default="1,2,3")
+    ap.add_argument("--top", type=int, default=8)
     logging.basicConfig(level=logging.ERROR)
     trio.run(main, ap.parse_args())

@@ -23,7 +23,9 @@ Rules for ``choose(dest, healths, now)`` (best first; empty = nothing usable now
 ``max_tps`` is not applied inside ``choose``: the dispatcher calls
 ``take_carrier_token(name, now, n)`` for the carrier it is about to use; 0.0 means go,
 otherwise the seconds until that carrier has capacity (the dispatcher may try the next
-candidate or wait). ``max_tps = 0`` means no cap.
+candidate or wait). ``max_tps = 0`` means no cap. The cap's gate per carrier comes from
+a ``rate_gate.GateFactory`` (default ``local_gate``, an in-process token bucket with a
+one-second burst), given as ``gates=`` or by ``set_gate_factory`` (runtime.cluster_rates).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .rates import TokenBucket
+from .rate_gate import GateFactory, RateGate, local_gate
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,7 @@ class Router:
         prefer_margin: float = 0.2,
         rng: random.Random | None = None,
         now: float = 0.0,
+        gates: GateFactory | None = None,
     ) -> None:
         items = carriers.values() if isinstance(carriers, Mapping) else carriers
         self.carriers: dict[str, CarrierSpec] = {}
@@ -111,8 +114,14 @@ class Router:
         self._cache: dict[str, tuple[tuple[str, ...], list[list[CarrierSpec]]]] = {}
         self.prefer_margin = prefer_margin
         self.rng = rng or random.Random()
+        self._buckets: dict[str, RateGate] = {}
+        self.set_gate_factory(gates or local_gate, now)
+
+    def set_gate_factory(self, gates: GateFactory, now: float) -> None:
+        """One gate from ``gates`` per carrier with a ``max_tps`` cap (replaces the old
+        ones and their state)."""
         self._buckets = {
-            s.name: TokenBucket(s.max_tps, max(1.0, s.max_tps), now)
+            s.name: gates(s.name, s.max_tps, max(1.0, s.max_tps), now)
             for s in self.carriers.values() if s.max_tps > 0
         }
 

@@ -21,6 +21,10 @@ Rules:
   down; within a sender, order is FIFO.
 - Time is injected (``now`` in seconds, monotonic). Calls without ``now`` use the
   latest time seen.
+- Rate gates: each sender's bucket comes from a ``rate_gate.GateFactory`` (default
+  ``local_gate``: an in-process ``TokenBucket``), given at construction (``gates=``) or
+  by ``set_gate_factory`` (a Redis-backed gateway: ``runtime.cluster_rates``), which
+  also replaces the gates of senders already known.
 """
 
 from __future__ import annotations
@@ -31,25 +35,27 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from .rates import TokenBucket
+from .rate_gate import GateFactory, RateGate, local_gate
 
 
 class _Sender:
     __slots__ = ("number", "cls", "rate", "capacity", "queue", "segments", "bucket", "token")
 
-    def __init__(self, number: str, cls: str, rate: float, capacity: int, now: float) -> None:
+    def __init__(self, number: str, cls: str, rate: float, capacity: int,
+                 bucket: RateGate) -> None:
         self.number = number
         self.cls = cls
         self.rate = rate
         self.capacity = capacity
         self.queue: deque[tuple[Any, int, float]] = deque()  # (item, segments, enqueued_at)
         self.segments = 0
-        self.bucket = TokenBucket(rate, max(1.0, rate), now)
+        self.bucket = bucket
         self.token: int | None = None  # tiebreak of the live heap entry, None = not in heap
 
 
 class SenderScheduler:
-    def __init__(self, now: float = 0.0) -> None:
+    def __init__(self, now: float = 0.0, gates: GateFactory | None = None) -> None:
+        self._gates: GateFactory = gates or local_gate
         self._senders: dict[Hashable, _Sender] = {}
         self._heap: list[tuple[float, int, _Sender]] = []
         self._tiebreak = itertools.count()
@@ -65,8 +71,9 @@ class SenderScheduler:
         """Register a sender, or update its rate/capacity/class (config reload)."""
         s = self._senders.get(number)
         if s is None:
+            bucket = self._gates(number, rate, max(1.0, rate), self._now)
             self._senders[number] = _Sender(
-                number, sender_class, rate, int(capacity_segments), self._now
+                number, sender_class, rate, int(capacity_segments), bucket
             )
             self._class_segments.setdefault(sender_class, 0)
             return
@@ -81,6 +88,25 @@ class SenderScheduler:
         s.bucket.set_rate(rate, max(1.0, rate), self._now)
         if s.queue:
             self._schedule(s, self._now)
+
+    def set_gate_factory(self, gates: GateFactory, now: float | None = None) -> None:
+        """Use ``gates`` for every sender from now on, known ones included (their old
+        gate's state is dropped; queued senders are rescheduled on the new gate)."""
+        t = self._tick(now)
+        self._gates = gates
+        for number, s in self._senders.items():
+            s.bucket = gates(number, s.rate, max(1.0, s.rate), t)
+            if s.queue:
+                self._schedule(s, t)
+        self._maybe_compact()
+
+    def refresh(self, number: str, now: float | None = None) -> None:
+        """The sender's gate changed from outside (credit arrived): recompute when its
+        head is eligible. No-op for unknown or idle senders."""
+        s = self._senders.get(number)
+        if s is not None and s.queue:
+            self._schedule(s, self._tick(now))
+            self._maybe_compact()
 
     def has_sender(self, number: str) -> bool:
         return number in self._senders

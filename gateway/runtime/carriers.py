@@ -5,11 +5,16 @@ Rules:
 - Health inputs come only from link events (bind state, submit_sm_resp latency and
   status, lost submits) and DLR outcomes; the score is read at scrape/route time.
 - Every breaker change and every reroute is logged once, with its reason.
+- Admin view (``GET /admin/carriers``): ``submitted`` counts accepted submits since
+  start; ``traffic_share`` is each carrier's part of the accepted submits of the last
+  ``SHARE_WINDOW_S`` seconds (``RecentCounts``: one-second buckets in a ring, O(1) and no
+  allocation per submit; a read sums the ring), 0.0 for all when nothing was sent then.
 """
 
 from __future__ import annotations
 
 import logging
+from array import array
 
 import trio
 
@@ -20,6 +25,39 @@ from gateway.io.smpp_link import SmppLink
 from gateway.observability.metrics import labelled
 
 log = logging.getLogger("gateway.carriers")
+
+SHARE_WINDOW_S = 60
+
+
+class RecentCounts:
+    """Events per key over the last ``window`` seconds, in one-second buckets.
+
+    ``add(key, now)`` is O(1): the bucket of second ``int(now)`` is reset when it last
+    held an older second. ``count(key, now)`` sums the buckets of the last ``window``
+    seconds (the current, partly elapsed second included).
+    """
+
+    __slots__ = ("window", "_counts", "_seconds")
+
+    def __init__(self, keys, window: int = SHARE_WINDOW_S) -> None:
+        self.window = int(window)
+        self._counts = {k: array("q", bytes(8 * self.window)) for k in keys}
+        self._seconds = {k: array("q", [-1] * self.window) for k in keys}
+
+    def add(self, key, now: float, n: int = 1) -> None:
+        sec = int(now)
+        i = sec % self.window
+        seconds = self._seconds[key]
+        if seconds[i] != sec:
+            seconds[i] = sec
+            self._counts[key][i] = n
+        else:
+            self._counts[key][i] += n
+
+    def count(self, key, now: float) -> int:
+        oldest = int(now) - self.window
+        counts, seconds = self._counts[key], self._seconds[key]
+        return sum(counts[i] for i in range(self.window) if seconds[i] > oldest)
 
 
 def health_config(settings) -> HealthConfig:
@@ -53,11 +91,14 @@ class Carriers:
         }
         self.router = Router(settings.routes, settings.carriers, settings.routing.prefer_margin)
         self.links: dict[str, SmppLink] = {}
+        #: cluster hook ``(carrier, now) -> bool``: may this gateway submit on that bind now
+        self.may_send = None
         self.by_name = {c.name: c for c in settings.carriers}
         # a carrier starts open (no link yet): its first bind is the first logged change
         self._breaker = {c.name: self.healths[c.name].breaker_state(now) for c in settings.carriers}
         self.reroutes: dict[tuple[str, str], int] = {}
         self.sent_by: dict[str, int] = {c.name: 0 for c in settings.carriers}
+        self.recent = RecentCounts(self.sent_by)     # traffic share over SHARE_WINDOW_S
         self._m_latency = labelled(metrics.smpp_submit_latency) if metrics is not None else None
         self._m_pdus = labelled(metrics.smpp_pdus) if metrics is not None else None
 
@@ -65,13 +106,20 @@ class Carriers:
         # cluster: on a Redis-backed gateway a link binds only while it holds a bind lease
         cluster = getattr(getattr(handler, "gw", None), "cluster", None)
         gate = getattr(cluster, "bind_gate", None)
+        self.may_send = getattr(cluster, "may_send", None)
         for c in self.settings.carriers:
             if getattr(c, "smpp", None) is not None:
                 self.links[c.name] = SmppLink(c.name, c.smpp, handler, metrics=self.metrics)
                 self.links[c.name].gate = gate   # cluster: None = always
 
     def free_slots(self) -> int:
-        return sum(link.free_slots() for link in self.links.values() if link.state == "bound")
+        may_send = self.may_send
+        if may_send is None:
+            return sum(link.free_slots() for link in self.links.values()
+                       if link.state == "bound")
+        now = trio.current_time()           # cluster: only binds whose lease is valid now
+        return sum(link.free_slots() for name, link in self.links.items()
+                   if link.state == "bound" and may_send(name, now))
 
     def split_mode(self, name: str) -> str:
         smpp = self.by_name[name].smpp
@@ -90,6 +138,7 @@ class Carriers:
         h.on_submit_resp(latency, status, now)
         if status == 0:
             self.sent_by[name] += 1
+            self.recent.add(name, now)
         if self._m_latency is not None:
             self._m_latency(name).observe(latency)
             self._m_pdus(name, "submit_sm_resp", _status_label(status)).inc()
@@ -154,7 +203,8 @@ class Carriers:
 
     def admin(self) -> list[dict]:
         now = trio.current_time()
-        total = sum(self.sent_by.values()) or 1
+        recent = {name: self.recent.count(name, now) for name in self.sent_by}
+        total = sum(recent.values()) or 1
         rows = []
         for c in self.settings.carriers:
             h = self.healths[c.name]
@@ -169,7 +219,9 @@ class Carriers:
                 "smpp": link.state if link is not None else "none",
                 "window_free": link.free_slots() if link is not None else 0,
                 "submitted": self.sent_by[c.name],
-                "traffic_share": round(self.sent_by[c.name] / total, 4),
+                "submitted_recent": recent[c.name],
+                "traffic_share": round(recent[c.name] / total, 4),
+                "traffic_share_window_s": self.recent.window,
             })
         return rows
 

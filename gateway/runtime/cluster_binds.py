@@ -12,12 +12,17 @@ Rules:
   (value compared) every tick; a holder that dies stops renewing and another gateway
   takes the lease at its next tick once it expired (expiry + one tick: ~4 s).
 - A link connects only while its lease is held. When a renewal says the lease is gone,
-  or no renewal succeeded for ``VALID_FRACTION`` of the lease time (Redis unreachable:
-  another gateway may take it soon), the link is closed at once (its unanswered submits
-  are lost and re-queued, at least once).
+  or no renewal succeeded for ``VALID_FRACTION`` of the lease time (Redis unreachable,
+  a renewal stalled, the process frozen: another gateway may take it soon), the link is
+  closed at once (its unanswered submits are lost and re-queued, at least once).
+- The local deadline ``valid_until`` is the last successful renewal's *send* time (local
+  monotonic clock) + ``VALID_FRACTION`` of the lease: never later than Redis' expiry.
+  ``may_send(name, now)`` (``Carriers.free_slots`` asks it before each dispatcher round)
+  is False past it, so nothing is submitted on a bind whose lease may have moved, even
+  before ``watch`` (a task that wakes at the deadline) has closed the link.
 - The SMSC cannot check our fencing token: a holder frozen longer than the lease (VM
-  pause) may still be bound when it wakes; it drops the bind at its first tick. The
-  carrier may see cluster_binds + 1 binds for that moment.
+  pause) may still be *connected* when it wakes (until ``watch`` closes it), so the
+  carrier may see cluster_binds + 1 binds for that moment; it sends nothing on it.
 
 Error handling: a failed tick is logged; links are closed once the held leases may have
 expired (see above). Released leases (graceful stop) are deleted only if still ours.
@@ -78,6 +83,21 @@ class BindLeases:
 
     def holds_any(self) -> bool:
         return bool(self.held) or not self.carriers
+
+    def may_send(self, name: str, now: float) -> bool:
+        """``Carriers`` hook: submit on ``name``'s link now (lease held, deadline ahead)?"""
+        return now < self.valid_until and name in self.held
+
+    async def watch(self) -> None:
+        """Close the links once the local deadline passes without a successful renewal
+        (the renewal failed, hangs, or this process was frozen)."""
+        while True:
+            if self.held and trio.current_time() >= self.valid_until:
+                self.expire_check()
+            if self.held:
+                await trio.sleep_until(self.valid_until)
+            else:
+                await self._changed.wait()
 
     async def gate(self, name: str) -> None:
         """``SmppLink.gate``: return once this gateway holds a bind lease for ``name``."""

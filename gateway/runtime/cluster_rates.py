@@ -1,8 +1,9 @@
 """Cluster rates: per-sender class rates and carrier ``max_tps`` as token buckets in Redis.
 
 Owns: the ``RATE`` Lua token bucket (one hash per sender / carrier under ``P c:tb:``),
-the local ``CreditBucket`` that replaces the in-memory buckets of the sender scheduler
-and the router on a Redis-backed gateway, and the loop that fetches credit.
+the local ``CreditBucket`` (a ``core.rate_gate.RateGate``) that the sender scheduler and
+the router use on a Redis-backed gateway (``install`` hands them this module's gate
+factories through their ``set_gate_factory``), and the loop that fetches credit.
 
 Rules:
 - A Redis bucket works like the local one (``core.rates``: ``rate`` per second, starts
@@ -34,7 +35,6 @@ import math
 import trio
 from coredis.exceptions import RedisError
 
-from gateway.core.rates import TokenBucket
 from gateway.store.base import StoreError
 
 log = logging.getLogger("gateway.cluster")
@@ -77,21 +77,19 @@ def cluster_burst(rate: float) -> float:
     return max(1.0, min(rate, max(2.0, rate * BURST_S)))
 
 
-class CreditBucket(TokenBucket):
-    """A ``TokenBucket`` filled only by Redis grants (no refill by time)."""
+class CreditBucket:
+    """A ``RateGate`` filled only by Redis grants (no refill by time)."""
 
-    __slots__ = ("need", "used", "last_use", "wake")
+    __slots__ = ("rate", "burst", "tokens", "need", "used", "last_use", "wake")
 
-    def __init__(self, rate: float, burst: float, wake) -> None:
-        super().__init__(rate, burst, 0.0)
+    def __init__(self, rate: float, wake) -> None:
+        self.rate = float(rate)
+        self.burst = cluster_burst(self.rate)
         self.tokens = 0.0
         self.need = 0.0          # shortfall seen since the last round
         self.used = 0.0          # taken since the last round
         self.last_use = 0.0
         self.wake = wake         # () -> None: a round is wanted
-
-    def _refill(self, now: float) -> None:
-        return
 
     def wait_time(self, n: float, now: float) -> float:
         if self.rate <= 0 or self.tokens >= n - _EPS:
@@ -118,9 +116,12 @@ class CreditBucket(TokenBucket):
         self.rate = float(rate)
         self.burst = cluster_burst(self.rate)
 
+    def __repr__(self) -> str:
+        return f"CreditBucket(rate={self.rate}, burst={self.burst}, tokens={self.tokens:.3f})"
+
 
 class ClusterRates:
-    """Installs credit buckets on one gateway and keeps them filled from Redis."""
+    """Gives one gateway's scheduler and router credit gates and keeps them filled."""
 
     def __init__(self, cluster) -> None:
         self.cluster = cluster
@@ -134,18 +135,21 @@ class ClusterRates:
     def wake(self) -> None:
         self._wake.set()
 
+    def sender_gate(self, number: str, rate: float, burst: float, now: float) -> CreditBucket:
+        """``GateFactory`` for the sender scheduler (``burst``: replaced by ours)."""
+        b = self.senders[number] = CreditBucket(rate, self.wake)
+        return b
+
+    def carrier_gate(self, name: str, rate: float, burst: float, now: float) -> CreditBucket:
+        """``GateFactory`` for the router's ``max_tps`` caps."""
+        b = self.carriers[name] = CreditBucket(rate, self.wake)
+        return b
+
     def install(self) -> None:
-        """Replace the scheduler's sender buckets and the router's carrier buckets."""
-        sched = self.gw.dispatcher.sched
-        for number, s in sched._senders.items():          # noqa: SLF001 - runtime hook
-            b = CreditBucket(s.rate, cluster_burst(s.rate), self.wake)
-            s.bucket = b
-            self.senders[number] = b
-        buckets = getattr(self.gw.router, "_buckets", {})
-        for name, old in list(buckets.items()):
-            b = CreditBucket(old.rate, cluster_burst(old.rate), self.wake)
-            buckets[name] = b
-            self.carriers[name] = b
+        """Credit gates for every sender (also ones added later) and capped carrier."""
+        now = trio.current_time()
+        self.gw.dispatcher.sched.set_gate_factory(self.sender_gate, now)
+        self.gw.router.set_gate_factory(self.carrier_gate, now)
 
     def drop_sender(self, number: str) -> None:
         b = self.senders.get(number)
@@ -213,8 +217,7 @@ class ClusterRates:
                 continue                              # slot left meanwhile: drop it
             b.tokens += g
             if is_sender:
-                rate, cap = disp.capacity[name]
-                disp.sched.add_sender(name, rate, cap, self.cluster.sender_class(name))
+                disp.sched.refresh(name, now)         # eligible again: reschedule its head
             else:
                 b.last_use = now
         disp.wake.set()

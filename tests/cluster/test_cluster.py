@@ -109,3 +109,44 @@ async def test_redis_kill_9_and_restart_loses_nothing(tmp_path, redis_server):
                 await wait_until(lambda: acked <= sent_bodies(env), timeout=25)
     finally:
         own.stop()
+
+
+async def test_acks_are_batched_fenced_per_entry_and_clear_the_streams(tmp_path, redis_server):
+    rates = "long_code = 1\ntoll_free = 3\nshort_code = 1000\nqueue_hours = 1"
+    with trio.fail_after(30):
+        async with cluster_env(tmp_path, redis_server, n=1, rates=rates,
+                               sim_kw={"dlr_delay_ms": 0}) as env:
+            cl = env.nodes[0].gw.cluster
+            c = cl.store.client
+            await wait_until(lambda: len(cl.held) == 16)
+
+            async def create(i):
+                st, body = await env.create(0, To=TO, From=SHORT, Body=f"k{i}")
+                assert st == 201, body
+
+            async with trio.open_nursery() as nursery:
+                for i in range(30):
+                    nursery.start_soon(create, i)
+            await wait_until(lambda: len(env.sim.submits) >= 30)
+            with trio.fail_after(10):               # every entry acked: XACK+XDEL+DECRBY
+                while await c.xlen(cl.stream(SHORT)) or int(
+                        await c.get(cl.depth_key(SHORT)) or 0):
+                    await trio.sleep(0.02)
+            assert cl.ack_calls <= 30
+            # one ACK call, two entries of one slot: the stale token's entry is refused
+            number = "+19995550100"                 # not a configured sender: never read
+            key, slot = cl.stream(number), slot_of(number)
+            await c.xgroup_create(key, "g", "0", mkstream=True)
+            ids = [await c.xadd(key, {"sid": f"SM{i}", "n": "1"}) for i in range(2)]
+            await c.xreadgroup("g", "someone", streams={key: ">"}, count=10)
+            token = cl.held[slot]
+            cl.held[slot] = token + 1000            # as a gateway that lost the slot
+            cl._ack(slot, key, ids[0], 1)
+            cl.held[slot] = token
+            cl._ack(slot, key, ids[1], 1)
+            calls = cl.ack_calls
+            await cl._acks_written()
+            assert cl.ack_calls == calls + 1
+            left = await c.xrange(key)
+            assert [e.identifier for e in left] == [ids[0]]
+            assert int(await c.get(cl.depth_key(number)) or 0) == 0   # never below 0

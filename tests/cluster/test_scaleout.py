@@ -8,7 +8,7 @@ from collections import Counter
 
 import trio
 
-from gateway.runtime import cluster as cluster_mod
+from gateway.runtime import cluster_slots
 from gateway.runtime.cluster import slot_of
 from tests.e2e.harness import LONG, LONG2, SHORT, TOLL_FREE
 
@@ -144,7 +144,7 @@ async def test_queue_full_sees_the_cluster_wide_depth(tmp_path, redis_server):
 
 
 async def test_new_gateway_gets_busy_senders_under_load(tmp_path, redis_server, monkeypatch):
-    monkeypatch.setattr(cluster_mod, "SLOTS", 3)     # LONG, LONG2, SHORT: one busy slot each
+    monkeypatch.setattr(cluster_slots, "SLOTS", 3)     # LONG, LONG2, SHORT: one busy slot each
     rates = "long_code = 4\ntoll_free = 4\nshort_code = 4\nqueue_hours = 1"
     senders = [LONG, LONG2, SHORT]
     with trio.fail_after(45):

@@ -176,3 +176,36 @@ def test_failover_with_real_health_within_two_seconds():
     assert 50 < firsts["a"] < 200                     # ramp starts near 10 %
     firsts = Counter(r.choose("+1", hs, t + 20)[0] for _ in range(100))
     assert firsts["a"] == 100                         # fully back
+
+
+def test_max_tps_gate_factory():
+    made = {}
+
+    class Closed:
+        def __init__(self, rate):
+            self.rate = rate
+
+        def wait_time(self, n, now):
+            return 1.0
+
+        def take(self, n, now):
+            return 1.0
+
+        def give_back(self, n):
+            pass
+
+        def set_rate(self, rate, burst, now):
+            pass
+
+    def factory(key, rate, burst, now):
+        made[key] = (rate, burst)
+        return Closed(rate)
+
+    r = router()
+    assert r.take_carrier_token("d", 0.0) == 0.0                 # local bucket
+    r.set_gate_factory(factory, 0.0)
+    assert made == {"d": (2.0, 2.0)}                             # only capped carriers
+    assert r.take_carrier_token("d", 0.0) == 1.0 and r.carrier_wait("d", 0.0) == 1.0
+    assert r.take_carrier_token("a", 0.0) == 0.0
+    r2 = router(gates=factory)
+    assert r2.take_carrier_token("d", 5.0) == 1.0

@@ -6,6 +6,11 @@ Rules:
 - Times are float epoch seconds (UTC). Rendering to RFC 2822 is the API's job.
 - ``seq`` is a gateway-wide monotonic number given at create time: per-sender FIFO order
   is ``seq`` order, also after a restart.
+- ``due`` holds the tokens of work owed for this message that the *next store write*
+  of it must record (not a stored field itself: the store moves it into its own column
+  and empties the list): ``advance`` adds the new status when it gets a status
+  callback (``wants_callback``), so the obligation to send that callback is durable in
+  the same write as the status; inbound adds ``mo:<key>`` (an MO not yet acknowledged).
 """
 
 from __future__ import annotations
@@ -55,6 +60,14 @@ def can_move(src: str, dst: str) -> bool:
     return dst in TRANSITIONS.get(src, frozenset())
 
 
+def wants_callback(src: str, dst: str, status_callback: str | None) -> bool:
+    """Does the move ``src`` -> ``dst`` get a status callback? (Twilio: not for the
+    initial status; ``queued`` only after accepted/scheduled.)"""
+    if not status_callback or dst not in CALLBACK_STATUSES:
+        return False
+    return dst != QUEUED or src in (ACCEPTED, SCHEDULED)
+
+
 @dataclass(slots=True)
 class Message:
     sid: str
@@ -82,6 +95,8 @@ class Message:
     raw_dlr_done_date: str | None = None
     seq: int = 0
     attempts: int = 0
+    #: work owed, for the next store write to record (see the module rules)
+    due: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def advance(self, status: str, now: float) -> bool:
         """Move to ``status`` if the status machine allows it; False otherwise."""
@@ -89,6 +104,8 @@ class Message:
             return False
         if not can_move(self.status, status):
             return False
+        if wants_callback(self.status, status, self.status_callback):
+            self.due.append(status)
         self.status = status
         self.date_updated = now
         return True

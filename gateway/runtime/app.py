@@ -2,7 +2,9 @@
 and the HTTP API together, and owns start-up and graceful shutdown.
 
 Start (``Gateway.run``): open the store → load overrides, opt-outs and every message
-not yet handed to a carrier (``sending`` ones come back ``queued``) → start the embedded
+not yet handed to a carrier (``sending`` ones come back ``queued``) → what is still due
+(``store.messages_due``: status callbacks not answered, re-sent before webhooks report
+started; MOs stored but not acknowledged, the dedupe set) → start the embedded
 simulator if configured → webhooks, links, dispatcher, schedulers → the API listens →
 ``READY=1``. ``task_status.started(api_port)`` is reported at that point.
 
@@ -117,12 +119,14 @@ class Gateway:
             await self._load()
             async with trio.open_nursery() as outer:
                 self.nursery = outer
+                await outer.start(self._signals)   # before READY: a SIGTERM always drains
                 if getattr(self.settings.simulator, "enabled", False):
                     await self._start_simulator(outer)
                 await outer.start(self.webhooks.run)
                 if VoiceService.wanted(self.settings):
                     await outer.start(self.voice.run)
                 await outer.start(self.cluster.run)   # cluster: sender ownership
+                outer.start_soon(self.api.keys.refresh_loop, trio.sleep)  # shared store only
                 self.carriers.build_links(self.dispatcher)
                 async with trio.open_nursery() as links:
                     for link in self.carriers.links.values():
@@ -135,7 +139,6 @@ class Gateway:
                     self.server = HttpServer(self.api.handle, host, port, limits=self._server_limits())
                     self.api_port = await outer.start(self.server.serve)
                     outer.start_soon(self._watchdog)
-                    outer.start_soon(self._signals)
                     gc.freeze()       # config, tables, loaded state: out of every GC scan
                     sdnotify.notify("READY=1\nSTATUS=" + self._status_line())
                     log.info("gateway ready api=%s:%s codec=%s", host, self.api_port, codec.BACKEND)
@@ -165,8 +168,9 @@ class Gateway:
         links.cancel_scope.cancel()
         outer.cancel_scope.cancel()
 
-    async def _signals(self) -> None:
+    async def _signals(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
+            task_status.started()
             async for _ in sigs:
                 self.stop()
                 return
@@ -201,6 +205,7 @@ class Gateway:
     async def _load(self) -> None:
         await self.registry.load()
         await self.messaging.load()
+        await self.api.keys.load()          # API keys (SK…) for auth, from the store
         for view in self.registry.views.values():
             self.dispatcher.add_sender(view.phone_number, view.type)
         pending = await self.store.pending_messages()
@@ -209,6 +214,11 @@ class Gateway:
                 self.messaging.place(msg)
         if pending:
             log.info("loaded pending messages count=%d", len(pending))
+        due = await self.store.messages_due()
+        callbacks = self.messaging.restore_callbacks(due)
+        unacked = self.inbound.dedupe.restore(due, time.time())
+        if callbacks or unacked:
+            log.info("loaded due work status_callbacks=%d unacked_mo=%d", callbacks, unacked)
 
     async def _start_simulator(self, nursery: trio.Nursery) -> None:
         from gateway.testing.smsc import SimConfig, SmscSimulator
@@ -330,6 +340,9 @@ class Gateway:
 
     def auth_token(self, account_sid: str) -> str | None:
         return self.tokens.get(account_sid)
+
+    def account_friendly_name(self, account_sid: str) -> str:
+        return next((a.friendly_name for a in self.settings.accounts if a.sid == account_sid), "")
 
     def numbers(self, account_sid: str):
         return self.registry.for_account(account_sid)

@@ -15,8 +15,10 @@ Store before ack (nothing the carrier considers delivered is lost):
 - ``on_mo`` answers errors at once (undecodable, unknown number) and otherwise returns
   None: the deliver_sm_resp goes out (``link.answer_deliver``) only after the message
   is committed (``create_message``). A crash before that leaves the PDU unanswered and
-  the carrier delivers it again (at least once: a crash between commit and answer
-  gives one duplicate MO).
+  the carrier delivers it again. A crash (or link loss) between commit and answer does
+  not store it twice: a single-part MO carries a due token until its answer was handed
+  to the link, and a resend of an unacked one is answered and dropped
+  (``runtime.mo_dedupe``).
 - A part of a multipart MO that does not complete its message is stored in kv
   ``mopart`` (one key per part) before its answer; the completing part is answered
   after the whole message is committed. The message's idempotency key names the group
@@ -54,8 +56,10 @@ from gateway.core import optout
 from gateway.core.ids import new_sid
 from gateway.core.message import Message
 from gateway.core.reassembly import Reassembler
+from gateway.runtime.mo_dedupe import MoDedupe, mo_key
 from gateway.runtime.webhooks import Hook, WebhookError
 from gateway.store.base import StoreError
+from gateway.store.due import MO_PREFIX as M_DUE_PREFIX
 
 log = logging.getLogger("gateway.inbound")
 
@@ -73,11 +77,13 @@ def _address(addr: str, ton: int) -> str:
     return "+" + addr
 
 
-def _answer(gw, carrier: str, pdu, status: int) -> None:
-    """deliver_sm_resp for a PDU whose ``on_deliver`` returned None (pending)."""
+def _answer(gw, carrier: str, pdu, status: int) -> bool:
+    """deliver_sm_resp for a PDU whose ``on_deliver`` returned None (pending); False
+    when it could not be sent (no such link, or its connection is gone)."""
     link = gw.links.get(carrier) if pdu is not None else None
     if link is not None:
-        link.answer_deliver(pdu, status)
+        return bool(link.answer_deliver(pdu, status))
+    return False
 
 
 class DeliverAcks:
@@ -125,6 +131,7 @@ class Inbound:
         self.gw = gw
         self.reasm = Reassembler(timeout=REASSEMBLY_TIMEOUT_S)
         self.acks = DeliverAcks(gw)
+        self.dedupe = MoDedupe(gw.store)
         self._stamp: dict[tuple, float] = {}   # part group -> wall time of its first part
 
     def on_mo(self, carrier: str, pdu) -> int | None:
@@ -146,7 +153,13 @@ class Inbound:
             return codec.Status.ESME_RINVDSTADR
         nursery = self.gw.nursery
         if part.total <= 1:
-            nursery.start_soon(self.handle, src, dst, part.text, 1, carrier, pdu)
+            key = mo_key(carrier, src, dst, pdu)
+            if self.dedupe.take(key, time.time()) is not None:
+                self.gw.metrics.mo_duplicates.labels(carrier).inc()
+                log.info("MO resent before its ack, not stored again carrier=%s", carrier)
+                return codec.Status.ESME_ROK
+            nursery.start_soon(self.handle, src, dst, part.text, 1, carrier, pdu, None, None,
+                               key)
             return None
         key = (src, dst, part.ref, part.total, carrier)
         if not 1 <= part.index <= part.total:
@@ -211,6 +224,7 @@ class Inbound:
             log.error("MO parts not reloaded: %s", exc)
         while True:
             await trio.sleep(5)
+            self.dedupe.expire(time.time())
             for key, text, missing in self.reasm.expire(trio.current_time()):
                 src, dst, _ref, total, carrier = key
                 self.gw.metrics.mo_reassembly_expired.labels(carrier).inc()
@@ -220,7 +234,8 @@ class Inbound:
                                            None, key, stamp)
 
     async def handle(self, src: str, dst: str, body: str, segments: int, carrier: str = "",
-                     pdu=None, group: tuple | None = None, stamp: float | None = None) -> None:
+                     pdu=None, group: tuple | None = None, stamp: float | None = None,
+                     dedupe_key: str | None = None) -> None:
         """Store the MO (then answer ``pdu``), drop its stored parts, call the webhook."""
         gw = self.gw
         number = gw.registry.get(dst)
@@ -235,17 +250,21 @@ class Inbound:
             messaging_service_sid=svc.sid if svc else None,
             date_created=wall, date_updated=wall, date_sent=wall,
         )
+        if dedupe_key is not None and pdu is not None:
+            msg.due.append(M_DUE_PREFIX + dedupe_key)
         idem = None
         if group is not None and stamp is not None:
             src_, dst_, ref, total, _c = group
             idem = f"mo|{carrier}|{src_}|{dst_}|{ref}|{total}|{stamp:.6f}"
         try:
-            _stored, created = await gw.store.create_message(msg, idem)
+            stored, created = await gw.store.create_message(msg, idem)
         except StoreError as exc:
             log.error("MO not stored carrier=%s: %s", carrier, exc)
             _answer(gw, carrier, pdu, _TEMP_FAIL)
             return
-        _answer(gw, carrier, pdu, codec.Status.ESME_ROK)
+        sent = _answer(gw, carrier, pdu, codec.Status.ESME_ROK)
+        if dedupe_key is not None and pdu is not None:
+            self.dedupe.answered(stored.sid, dedupe_key, sent, time.time())
         if group is not None:
             try:
                 for i in range(1, group[3] + 1):

@@ -9,6 +9,10 @@ Rules:
 - Status callbacks as Twilio: none for the initial status; ``queued`` only after
   accepted/scheduled; then sent/failed, delivered/undelivered, canceled. The URL is the
   message's StatusCallback, else its service's, else the sender number's.
+- Durable callbacks (``runtime.callback_outbox``): the status is due in the store from
+  the save of the status on (``Message.advance``); each callback carries the stable
+  token ``callback_token(sid, status)``; at start ``restore_callbacks`` rebuilds the
+  callbacks still due from the stored message (params as for that status).
 - Sticky sender: a recipient keeps the pool number it got first (kv ``sticky``);
   otherwise the pool number whose queue drains soonest for its class, preferring a
   number with the recipient's country/area code; ties go round-robin through the pool.
@@ -33,7 +37,9 @@ from gateway.core import message as M
 from gateway.core.errors import TwilioError
 from gateway.core.ids import new_sid
 from gateway.core.message import Message
+from gateway.runtime.callback_outbox import callback_token
 from gateway.runtime.webhooks import Hook
+from gateway.store.due import MO_PREFIX
 
 log = logging.getLogger("gateway.messaging")
 
@@ -242,19 +248,50 @@ class Messaging:
         gw.cluster.on_status(msg)   # cluster: ack the stream entry once sent/final
         if msg.status not in M.CALLBACK_STATUSES or not msg.status_callback:
             return
-        token = gw.auth_token(msg.account_sid)
-        if not token:
+        hook = self.callback_hook(msg, msg.status)
+        if hook is None:
             return
+        # cluster: once per (message, status) across gateways
+        gw.cluster.deliver_callback(msg, hook)
+
+    def callback_hook(self, msg: Message, status: str) -> Hook | None:
+        """The status callback of ``msg`` for ``status`` (None: its account has no auth
+        token any more; the due token is cleared)."""
+        token = self.gw.auth_token(msg.account_sid)
+        if not token:
+            outbox = self.gw.webhooks.outbox
+            if outbox is not None:
+                outbox.settle(msg.sid, status)
+            return None
         params = [
             ("AccountSid", msg.account_sid), ("ApiVersion", "2010-04-01"),
             ("From", msg.from_), ("To", msg.to), ("MessageSid", msg.sid),
-            ("SmsSid", msg.sid), ("MessageStatus", msg.status), ("SmsStatus", msg.status),
+            ("SmsSid", msg.sid), ("MessageStatus", status), ("SmsStatus", status),
         ]
         if msg.messaging_service_sid:
             params.append(("MessagingServiceSid", msg.messaging_service_sid))
-        if msg.error_code and msg.status in (M.FAILED, M.UNDELIVERED):
+        if msg.error_code and status in (M.FAILED, M.UNDELIVERED):
             params.append(("ErrorCode", str(msg.error_code)))
-        if msg.raw_dlr_done_date and msg.status in (M.DELIVERED, M.UNDELIVERED):
+        if msg.raw_dlr_done_date and status in (M.DELIVERED, M.UNDELIVERED):
             params.append(("RawDlrDoneDate", msg.raw_dlr_done_date))
-        # cluster: once per (message, status) across gateways
-        gw.cluster.deliver_callback(msg, Hook("status", msg.status_callback, "POST", params, token))
+        return Hook("status", msg.status_callback or "", "POST", params, token,
+                    idem=callback_token(msg.sid, status))
+
+    def restore_callbacks(self, due: list[tuple[Message, list[str]]]) -> int:
+        """Hand the status callbacks found due at start to the outbox (sent before the
+        gateway reports started); returns how many."""
+        outbox = self.gw.webhooks.outbox
+        hooks = []
+        for msg, tokens in due:
+            for status in tokens:
+                if status.startswith(MO_PREFIX):
+                    continue
+                if status not in M.CALLBACK_STATUSES or not msg.status_callback:
+                    self.gw.store.clear_due_nowait(msg.sid, status)
+                    continue
+                hook = self.callback_hook(msg, status)
+                if hook is not None:
+                    hooks.append(hook)
+        if outbox is not None:
+            outbox.restore(hooks)
+        return len(hooks)

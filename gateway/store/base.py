@@ -11,6 +11,11 @@ Rules:
   idempotency key in the same transaction; a repeated key returns the first message
   and ``created=False``.
 - The DLR map (carrier, carrier message id) -> message sid is kept ``DLR_TTL`` seconds.
+- Due tokens (``gateway.store.due``): ``Message.due`` is written with the message by
+  ``create_message``/``save_message*`` (same write as the change) and emptied;
+  ``clear_due_nowait`` only buffers (folded into that message's next save when there is
+  one), ``flush_due`` writes the rest as one op; ``messages_due`` lists the messages
+  with anything due (indexed, not a scan of every message), ascending ``seq``.
 - ``kv_*`` is a small namespaced key/value table for opt-outs, number overrides and
   other low-volume state; values are JSON-able dicts.
 """
@@ -86,6 +91,22 @@ class Store(ABC):
     @abstractmethod
     async def unfinished_sent(self, since: float) -> list[Message]:
         """``sent`` messages newer than ``since`` still waiting for a DLR (DLR map reload)."""
+
+    # -- due tokens (work owed for a message: callbacks, MO acks) --------------------
+    @abstractmethod
+    def clear_due_nowait(self, sid: str, token: str) -> None: ...
+
+    @property
+    @abstractmethod
+    def due_backlog(self) -> int:
+        """Messages with buffered clears not yet written."""
+
+    @abstractmethod
+    async def flush_due(self) -> None:
+        """Write every buffered clear now (one op); StoreError keeps them buffered."""
+
+    @abstractmethod
+    async def messages_due(self) -> list[tuple[Message, list[str]]]: ...
 
     # -- DLR map ----------------------------------------------------------------------
     @abstractmethod

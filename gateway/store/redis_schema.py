@@ -14,6 +14,8 @@ Keys (``P`` = prefix):
 - ``P i:<account>:<key>``        idempotency key -> sid, PX ``IDEMPOTENCY_TTL``
 - ``P d:<carrier>:<id>``         DLR map -> sid, PX ``DLR_TTL``
 - ``P kv:<ns>``                  hash key -> JSON
+- ``P due``                      hash sid -> due tokens (``gateway.store.due``), written
+                                 by the create/save scripts with the message; ``DUE`` clears
 
 Rules:
 - A create (message + indexes + idempotency key + seq) is one script: atomic.
@@ -36,7 +38,7 @@ import msgpack
 from gateway.core import message as M
 from gateway.core.message import Message
 
-_SKIP = ("seq", "status")
+_SKIP = ("seq", "status", "due")
 _DEFAULTS: dict[str, object] = {}
 for _f in dataclasses.fields(Message):
     if _f.name in _SKIP:
@@ -83,6 +85,7 @@ class Keys:
         self.pend = prefix + "pend"
         self.sent = prefix + "sent"
         self.ping = prefix + "ping"
+        self.due = prefix + "due"
         self.msg_prefix = prefix + "m:"
 
     def msg(self, sid: str) -> str:
@@ -113,6 +116,28 @@ class Keys:
                 self.acct_from(msg.account_sid, msg.from_), self.pend, self.sent]
 
 
+_DUE = """
+local function due_apply(old, rm, add)
+  local toks, seen, gone = {}, {}, {}
+  for t in string.gmatch(rm, '[^;]+') do gone[t] = true end
+  if old then
+    for t in string.gmatch(old, '[^;]+') do
+      if not gone[t] and not seen[t] then toks[#toks + 1] = t; seen[t] = true end
+    end
+  end
+  for t in string.gmatch(add, '[^;]+') do
+    if not seen[t] then toks[#toks + 1] = t; seen[t] = true end
+  end
+  if #toks == 0 then return nil end
+  return ';' .. table.concat(toks, ';')
+end
+local function due_set(key, sid, rm, add)
+  if rm == '' and add == '' then return end
+  local v = due_apply(redis.call('HGET', key, sid), rm, add)
+  if v then redis.call('HSET', key, sid, v) else redis.call('HDEL', key, sid) end
+end
+"""
+
 _INDEX = """
 local function index(seq, sid, pc)
   redis.call('ZADD', KEYS[3], seq, sid)
@@ -128,13 +153,13 @@ local function index(seq, sid, pc)
 end
 """
 
-# KEYS: msg seq acct acct_to acct_from pend sent idem [stream depth marker]
-# ARGV: sid status pclass blob idem_ttl_ms msg_prefix has_idem(0/1) route(0/1)
+# KEYS: msg seq acct acct_to acct_from pend sent idem due [stream depth marker]
+# ARGV: sid status pclass blob idem_ttl_ms msg_prefix has_idem(0/1) due_add route(0/1)
 #       [cap(-1 = unchecked) segments marker_ttl_s]
 # -> {1, seq} created | {0, existing value} idempotent repeat | {-2, depth} queue full
 # route=1 (cluster): the message also enters its sender stream (XADD sid n) with the
 # cluster-wide queued-segment counter and its "routed" marker, all or nothing.
-CREATE = _INDEX + """
+CREATE = _DUE + _INDEX + """
 if ARGV[7] == '1' then
   local old = redis.call('GET', KEYS[8])
   if old then
@@ -145,19 +170,20 @@ end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('ERR message ' .. ARGV[1] .. ' exists')
 end
-if ARGV[8] == '1' then
-  local depth = tonumber(redis.call('GET', KEYS[10]) or '0')
-  local cap = tonumber(ARGV[9])
-  if cap >= 0 and depth + tonumber(ARGV[10]) > cap then return {-2, depth} end
+if ARGV[9] == '1' then
+  local depth = tonumber(redis.call('GET', KEYS[11]) or '0')
+  local cap = tonumber(ARGV[10])
+  if cap >= 0 and depth + tonumber(ARGV[11]) > cap then return {-2, depth} end
 end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], string.format('%d|%s|', seq, ARGV[2]) .. ARGV[4])
 index(seq, ARGV[1], ARGV[3])
 if ARGV[7] == '1' then redis.call('SET', KEYS[8], ARGV[1], 'PX', ARGV[5]) end
-if ARGV[8] == '1' then
-  redis.call('XADD', KEYS[9], '*', 'sid', ARGV[1], 'n', ARGV[10])
-  redis.call('INCRBY', KEYS[10], ARGV[10])
-  redis.call('SET', KEYS[11], '1', 'EX', ARGV[11])
+due_set(KEYS[9], ARGV[1], '', ARGV[8])
+if ARGV[9] == '1' then
+  redis.call('XADD', KEYS[10], '*', 'sid', ARGV[1], 'n', ARGV[11])
+  redis.call('INCRBY', KEYS[11], ARGV[11])
+  redis.call('SET', KEYS[12], '1', 'EX', ARGV[12])
 end
 return {1, seq}
 """
@@ -182,10 +208,11 @@ redis.call('INCRBY', KEYS[3], ARGV[2])
 return 1
 """
 
-# KEYS: msg seq acct acct_to acct_from pend sent
-# ARGV: sid status pclass blob seq(0 = keep/allocate)
-# -> seq written, or -seq when refused (stored status is final)
-SAVE = _INDEX + """
+# KEYS: msg seq acct acct_to acct_from pend sent due
+# ARGV: sid status pclass blob seq(0 = keep/allocate) due_remove due_add
+# -> seq written, or -seq when refused (stored status is final); due_remove applies
+# either way, due_add only with the write
+SAVE = _DUE + _INDEX + """
 local FINAL = {delivered=1, undelivered=1, failed=1, canceled=1, received=1}
 local PEND = {accepted='p', scheduled='p', queued='p', sending='p', sent='s'}
 local seq = tonumber(ARGV[5])
@@ -195,10 +222,11 @@ if cur then
   local j = string.find(cur, '|', i + 1, true)
   local st = string.sub(cur, i + 1, j - 1)
   local cseq = tonumber(string.sub(cur, 1, i - 1))
-  if FINAL[st] and st ~= ARGV[2] and not (st == 'undelivered' and ARGV[2] == 'delivered') then
+  if (FINAL[st] and st ~= ARGV[2] and not (st == 'undelivered' and ARGV[2] == 'delivered'))
+      or (st == 'sent' and ARGV[3] == 'p') then
+    due_set(KEYS[8], ARGV[1], ARGV[6], '')
     return -cseq
   end
-  if st == 'sent' and ARGV[3] == 'p' then return -cseq end
   if seq == 0 then seq = cseq end
   redis.call('SET', KEYS[1], string.format('%d|%s|', seq, ARGV[2]) .. ARGV[4])
   -- existing row: account/To indexes hold it already; From may have been picked now
@@ -207,17 +235,28 @@ if cur then
     if ARGV[3] == 'p' then redis.call('ZADD', KEYS[6], seq, ARGV[1]) else redis.call('ZREM', KEYS[6], ARGV[1]) end
     if ARGV[3] == 's' then redis.call('ZADD', KEYS[7], seq, ARGV[1]) else redis.call('ZREM', KEYS[7], ARGV[1]) end
   end
+  due_set(KEYS[8], ARGV[1], ARGV[6], ARGV[7])
   return seq
 end
 if seq == 0 then seq = redis.call('INCR', KEYS[2]) end
 redis.call('SET', KEYS[1], string.format('%d|%s|', seq, ARGV[2]) .. ARGV[4])
 index(seq, ARGV[1], ARGV[3])
+due_set(KEYS[8], ARGV[1], ARGV[6], ARGV[7])
 return seq
 """
 
-# KEYS: msg acct acct_to acct_from pend sent -> 1 deleted, 0 missing
+# KEYS: msg acct acct_to acct_from pend sent due -> 1 deleted, 0 missing
 DELETE = """
 if redis.call('DEL', KEYS[1]) == 0 then return 0 end
 for i = 2, 6 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+redis.call('HDEL', KEYS[7], ARGV[1])
 return 1
 """
+
+# KEYS: due   ARGV: sid, remove, sid, remove, ... (buffered clears, one script per flush)
+DUE = _DUE + """
+for i = 1, #ARGV, 2 do due_set(KEYS[1], ARGV[i], ARGV[i + 1], '') end
+return 1
+"""
+
+SCRIPTS = ("CREATE", "SAVE", "DELETE", "ROUTE", "DUE")

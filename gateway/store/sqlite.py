@@ -16,6 +16,9 @@ Rules:
 - Reads see committed data only. The one exception: a DLR-map entry written with
   ``map_carrier_id_nowait`` is visible to ``sid_for_carrier_id`` at once (kept in memory
   until its batch commits), so a fast DLR never misses its message.
+- Due tokens (``gateway.store.due``): a create/save writes the message's new ones and
+  the buffered clears of that message in its own statement; ``flush_due`` writes the
+  other buffered clears as one ``executemany`` op.
 - DLR-map entries older than ``DLR_TTL`` and idempotency keys older than
   ``IDEMPOTENCY_TTL`` are invisible to lookups and deleted by the writer every
   ``sweep_interval`` seconds, ``SWEEP_LIMIT`` rows per table per sweep.
@@ -36,6 +39,7 @@ import orjson
 import trio
 
 from gateway.core.message import QUEUED, SENDING, Message
+from gateway.store import due as D
 from gateway.store import sqlite_schema as S
 from gateway.store.base import DLR_TTL, MessageFilter, Store, StoreError
 from gateway.store.sqlite_proc import ProcessWriter
@@ -46,11 +50,12 @@ SWEEP_LIMIT = 5000
 
 
 # -- op functions: run on the writer thread with the writer connection -------------------
-def _w_insert(conn: sqlite3.Connection, row: tuple) -> None:
-    conn.execute(S.INSERT_MSG, row)
+def _w_insert(conn: sqlite3.Connection, row: tuple, due: str | None = None) -> None:
+    conn.execute(S.INSERT_MSG, row + (due,))
 
 
-def _w_create_idem(conn: sqlite3.Connection, row: tuple, key: str, now: float):
+def _w_create_idem(conn: sqlite3.Connection, row: tuple, key: str, now: float,
+                   due: str | None = None):
     """Insert unless (account, key) already names a live message; return that message."""
     account = row[2]
     hit = conn.execute("SELECT sid FROM idempotency WHERE account_sid = ? AND key = ?",
@@ -59,15 +64,20 @@ def _w_create_idem(conn: sqlite3.Connection, row: tuple, key: str, now: float):
         old = conn.execute(S.SELECT_MSG + " WHERE sid = ?", (hit[0],)).fetchone()
         if old is not None:
             return S.msg_of(old)
-    conn.execute(S.INSERT_MSG, row)
+    conn.execute(S.INSERT_MSG, row + (due,))
     conn.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?)",
                  (account, key, row[1], now))
     return None
 
 
-def _w_save(conn: sqlite3.Connection, row: tuple) -> None:
-    if conn.execute(S.UPDATE_MSG, S.update_args(row)).rowcount == 0:
-        conn.execute(S.INSERT_MSG, row)
+def _w_save(conn: sqlite3.Connection, row: tuple, remove: str = "", add: str = "") -> None:
+    if conn.execute(*S.update_args(row, remove, add)).rowcount == 0:
+        conn.execute(S.INSERT_MSG, row + (D.apply(None, "", add),))
+
+
+def _w_clear_due(conn: sqlite3.Connection, pairs: list) -> None:
+    conn.executemany(S.CLEAR_DUE, [(sid, ";" + tok) for sid, remove in pairs
+                                   for tok in D.split(remove)])
 
 
 def _w_delete(conn: sqlite3.Connection, sid: str) -> bool:
@@ -127,6 +137,7 @@ class SqliteStore(Store):
         self._seq = 0
         self._pending_map: dict[tuple[str, str], str] = {}
         self._pending_rows: dict[str, tuple] = {}   # sid -> row saved nowait, not committed
+        self._due = D.DueBuffer(coalescing=True)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def open(self) -> None:
@@ -156,6 +167,11 @@ class SqliteStore(Store):
     async def close(self) -> None:
         if self._writer is None:
             return
+        if self._due:
+            try:
+                await self.flush_due()
+            except StoreError:
+                pass   # logged by the writer; the tokens stay due (re-sent at start)
         writer, self._writer = self._writer, None
         self._closed_writer = writer
         try:
@@ -223,10 +239,12 @@ class SqliteStore(Store):
         self._seq += 1
         msg.seq = self._seq
         row = S.row_of(msg)
+        due = D.join(msg.due) or None
+        msg.due.clear()
         if idempotency_key is None:
-            await writer.submit(_w_insert, row)
+            await writer.submit(_w_insert, row, due)
             return msg, True
-        old = await writer.submit(_w_create_idem, row, idempotency_key, self._clock())
+        old = await writer.submit(_w_create_idem, row, idempotency_key, self._clock(), due)
         if old is None:
             return msg, True
         return old, False
@@ -239,20 +257,51 @@ class SqliteStore(Store):
 
     async def save_message(self, msg: Message) -> None:
         writer = self._w()
-        await writer.submit(_w_save, self._save_row(msg), key=msg.sid)
+        row = self._save_row(msg)
+        change = self._due.for_write(msg.sid, msg.due)
+        try:
+            await writer.submit(_w_save, row, change[0], change[1], key=msg.sid)
+        finally:
+            self._due.committed(msg.sid, change)
 
     def save_message_nowait(self, msg: Message) -> None:
         writer = self._w()
         row = self._save_row(msg)
         sid = msg.sid
+        change = self._due.for_write(sid, msg.due)
         # read-your-writes: get_message sees the row before its batch commits
         self._pending_rows[sid] = row
+        due = self._due
 
         def done(_outcome) -> None:
             if self._pending_rows.get(sid) is row:
                 del self._pending_rows[sid]
+            due.committed(sid, change)
 
-        writer.submit_nowait(_w_save, row, key=sid, on_done=done)
+        writer.submit_nowait(_w_save, row, change[0], change[1], key=sid, on_done=done)
+
+    # -- due tokens (gateway.store.due) -----------------------------------------------------
+    def clear_due_nowait(self, sid: str, token: str) -> None:
+        self._due.clear(sid, token)
+
+    @property
+    def due_backlog(self) -> int:
+        return len(self._due)
+
+    async def flush_due(self) -> None:
+        pairs = self._due.drain()
+        if pairs:
+            try:
+                await self._w().submit(_w_clear_due, pairs)
+            except StoreError:
+                self._due.restore(pairs)
+                raise
+
+    async def messages_due(self) -> list[tuple[Message, list[str]]]:
+        def run(conn: sqlite3.Connection) -> list:
+            return [(S.msg_of(r[:-1]), D.split(r[-1])) for r in conn.execute(S.SELECT_DUE)]
+
+        return await self._scan(run)
 
     async def delete_message(self, sid: str) -> bool:
         return await self._w().submit(_w_delete, sid)

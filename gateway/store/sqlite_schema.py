@@ -10,7 +10,11 @@ Rules:
   ``max(seq)`` is a lookup. ``sid`` is unique.
 - The pending and sent indexes are partial; queries must repeat their WHERE text exactly
   (``PENDING_WHERE``, ``SENT_WHERE``) or SQLite will not use them.
-- Schema changes bump ``SCHEMA_VERSION`` (``PRAGMA user_version``).
+- ``due`` (``gateway.store.due``): work owed for the message, written by the same
+  statement as the change that causes it through the SQL function ``due_apply`` (on
+  writer connections); partial index ``messages_due`` (``DUE_WHERE``) finds them at start.
+- Schema changes bump ``SCHEMA_VERSION`` (``PRAGMA user_version``); ``migrate`` upgrades
+  an older file in place (version 1 -> 2: ``ALTER TABLE messages ADD COLUMN due``).
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ import sqlite3
 import msgpack
 
 from gateway.core.message import Message
+from gateway.store import due as D
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 PENDING_WHERE = "status IN ('accepted', 'scheduled', 'queued', 'sending')"
 SENT_WHERE = "status = 'sent'"
+DUE_WHERE = "due IS NOT NULL"
 
 DDL = f"""
 CREATE TABLE IF NOT EXISTS messages (
@@ -40,13 +46,15 @@ CREATE TABLE IF NOT EXISTS messages (
   date_created REAL NOT NULL,
   date_sent REAL,
   date_updated REAL NOT NULL,
-  data BLOB NOT NULL
+  data BLOB NOT NULL,
+  due TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_account ON messages(account_sid);
 CREATE INDEX IF NOT EXISTS messages_account_to ON messages(account_sid, to_);
 CREATE INDEX IF NOT EXISTS messages_account_from ON messages(account_sid, from_);
 CREATE INDEX IF NOT EXISTS messages_pending ON messages(seq) WHERE {PENDING_WHERE};
 CREATE INDEX IF NOT EXISTS messages_sent ON messages(seq) WHERE {SENT_WHERE};
+CREATE INDEX IF NOT EXISTS messages_due ON messages(seq) WHERE {DUE_WHERE};
 CREATE TABLE IF NOT EXISTS idempotency (
   account_sid TEXT NOT NULL,
   key TEXT NOT NULL,
@@ -76,7 +84,7 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 HOT = ("seq", "sid", "account_sid", "from_", "to", "status", "date_created", "date_sent",
-       "date_updated")
+       "date_updated", "due")
 _HOT_SET = frozenset(HOT)
 
 
@@ -100,9 +108,21 @@ COLD = tuple(COLD_DEFAULTS)
 COLS = ("seq, sid, account_sid, from_, to_, status, date_created, date_sent, date_updated, "
         "data")
 SELECT_MSG = f"SELECT {COLS} FROM messages"
-INSERT_MSG = f"INSERT INTO messages ({COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+SELECT_DUE = f"SELECT {COLS}, due FROM messages WHERE {DUE_WHERE} ORDER BY seq"
+INSERT_MSG = (f"INSERT INTO messages ({COLS}, due) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+UPDATE_PLAIN = ("UPDATE messages SET from_ = ?2, status = ?3, date_sent = ?4, "
+                "date_updated = ?5, data = ?6 WHERE sid = ?1")
+# a write that changes due tokens (?7 removed, ?8 added; '' = none).
+# No token is a prefix of another (``gateway.store.due``), so replace() of one ';tok'
+# is exact: the common cases stay in SQL; several removals go through due_apply.
 UPDATE_MSG = ("UPDATE messages SET from_ = ?2, status = ?3, date_sent = ?4, "
-              "date_updated = ?5, data = ?6 WHERE sid = ?1")
+              "date_updated = ?5, data = ?6, due = CASE WHEN instr(substr(?7, 2), ';') = 0 "
+              "THEN nullif(replace(coalesce(due, ''), ?7, '') || ?8, '') "
+              "ELSE due_apply(due, ?7, ?8) END WHERE sid = ?1")
+# one token per row of the executemany
+CLEAR_DUE = (f"UPDATE messages SET due = nullif(replace(due, ?2, ''), '') "
+             f"WHERE sid = ?1 AND {DUE_WHERE}")
 
 _pack = msgpack.Packer(use_bin_type=True).pack
 
@@ -118,9 +138,12 @@ def row_of(msg: Message) -> tuple:
             msg.date_created, msg.date_sent, msg.date_updated, _pack(cold))
 
 
-def update_args(row: tuple) -> tuple:
-    """Parameters of ``UPDATE_MSG`` from a ``row_of`` row."""
-    return (row[1], row[3], row[5], row[7], row[8], row[9])
+def update_args(row: tuple, remove: str, add: str) -> tuple[str, tuple]:
+    """(statement, parameters) of the update of a ``row_of`` row and its due change:
+    ``UPDATE_PLAIN`` (due untouched: no partial-index upkeep) when there is none."""
+    if remove or add:
+        return UPDATE_MSG, (row[1], row[3], row[5], row[7], row[8], row[9], remove, add)
+    return UPDATE_PLAIN, (row[1], row[3], row[5], row[7], row[8], row[9])
 
 
 def msg_of(row: tuple) -> Message:
@@ -145,6 +168,7 @@ def connect(path: str, *, writer: bool, check_same_thread: bool = True) -> sqlit
                            timeout=5.0)
     conn.execute("PRAGMA busy_timeout = 5000")
     if writer:
+        conn.create_function("due_apply", 3, D.apply, deterministic=True)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot switch {path} to WAL (got {mode})")
@@ -164,6 +188,9 @@ def migrate(conn: sqlite3.Connection) -> None:
             f"database schema {version} is newer than this gateway ({SCHEMA_VERSION})")
     conn.execute("BEGIN IMMEDIATE")
     try:
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(messages)")}
+        if cols and "due" not in cols:        # version 1: before the due column
+            conn.execute("ALTER TABLE messages ADD COLUMN due TEXT")
         for stmt in DDL.split(";"):
             if stmt.strip():
                 conn.execute(stmt)

@@ -113,16 +113,19 @@ def free_port() -> int:
 
 
 def recorded_tokens(db) -> set[str]:
-    import orjson
+    """Idempotency tokens of the status callbacks due in the store (``messages.due``)."""
+    from gateway.runtime.callback_outbox import callback_token
+    from gateway.store.due import MO_PREFIX, split
 
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT value FROM kv WHERE ns = 'cb'").fetchall()
+        rows = conn.execute("SELECT sid, due FROM messages WHERE due IS NOT NULL").fetchall()
     except sqlite3.OperationalError:
         return set()
     finally:
         conn.close()
-    return {it["idem"] for (v,) in rows for it in orjson.loads(v)["items"]}
+    return {callback_token(sid, st) for sid, due in rows for st in split(due)
+            if not st.startswith(MO_PREFIX)}
 
 
 @pytest.mark.slow

@@ -96,7 +96,8 @@ class Conference:
     beep: str = "true"                       # true | false | onEnter | onExit
     start_conference_on_enter: bool = True
     end_conference_on_exit: bool = False
-    wait_url: str | None = None              # parsed, not played (silence while waiting)
+    wait_url: str | None = None              # played while the room waits (none: silence)
+    wait_method: str = "POST"
     max_participants: int = 250
     status_callback: str | None = None
     status_callback_method: str = "POST"
@@ -288,7 +289,7 @@ def _conference(node: _Node) -> Conference:
         name=name, muted=_bool(node, "muted", False), beep=_BEEPS[beep.lower()],
         start_conference_on_enter=_bool(node, "startConferenceOnEnter", True),
         end_conference_on_exit=_bool(node, "endConferenceOnExit", False),
-        wait_url=_opt(node, "waitUrl"),
+        wait_url=_opt(node, "waitUrl"), wait_method=_method(node, "waitMethod"),
         max_participants=_int(node, "maxParticipants", 250, 2, 250),
         status_callback=_opt(node, "statusCallback"),
         status_callback_method=_method(node, "statusCallbackMethod"),

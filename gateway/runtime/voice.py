@@ -100,7 +100,7 @@ class VoiceService(OutboundCalls):
         self.recordings = RecordingStore(
             gw.store, state_dir(gw.settings.store.path) / "recordings",
             gw.settings.api.public_url, gw.now)
-        self.conferences = ConferenceHub(wall=gw.now)        # <Dial><Conference> rooms
+        self.conferences = ConferenceHub(wall=gw.now, store=gw.store)   # <Conference> rooms
 
     @staticmethod
     def wanted(settings) -> bool:
@@ -129,6 +129,7 @@ class VoiceService(OutboundCalls):
                 status = C.COMPLETED if call.status == C.IN_PROGRESS else C.FAILED
                 C.advance(call, status, now)
                 await self.gw.store.kv_put(NS, sid, call.to_dict())
+        await self.conferences.recover()
 
     # -- store / API ----------------------------------------------------------------
     async def save(self, call: C.Call) -> None:
@@ -335,9 +336,10 @@ class VoiceService(OutboundCalls):
     async def conference(self, parent: MediaLeg, room, *, time_limit: float,
                          hangup_on_star: bool) -> DialResult:
         """``<Dial><Conference>``: join the account's room of that name."""
-        _, notify = self._fetcher(parent.call.account_sid)
+        fetch, notify = self._fetcher(parent.call.account_sid)
         return await self.conferences.join(parent, room, time_limit=time_limit,
-                                           hangup_on_star=hangup_on_star, notify=notify)
+                                           hangup_on_star=hangup_on_star, notify=notify,
+                                           fetch=fetch)
 
     # -- trunk probes ---------------------------------------------------------------
     async def _probe_loop(self, name: str, trunk) -> None:

@@ -34,8 +34,8 @@ Error handling: a document that cannot be fetched (``FetchError``) or parsed
 (``TwimlError``) is requested again from the fallback URL (once per failure, with
 ``ErrorCode`` and ``ErrorUrl``); when that fails too, or there is none, the caller hears
 ``ERROR_TEXT`` and the call is hung up. A remote hangup (``CallEnded`` from the leg)
-ends the run quietly; an action request after hangup (Record, Dial) is still made, its
-answer is ignored.
+ends the run quietly; an action request after hangup (Record, Dial) is still made with
+``CallStatus=completed``, its answer is ignored.
 """
 
 from __future__ import annotations
@@ -329,8 +329,11 @@ class Interpreter:
         caller_id = d.caller_id or self.call.from_
         if d.conference is not None:
             room = d.conference
-            if room.status_callback:
-                room = replace(room, status_callback=_resolve(doc_url, room.status_callback))
+            if room.status_callback or room.wait_url:          # relative URLs
+                room = replace(room, status_callback=_resolve(doc_url, room.status_callback)
+                               if room.status_callback else None,
+                               wait_url=_resolve(doc_url, room.wait_url)
+                               if room.wait_url else None)
             res = await leg.conference(room, time_limit=float(d.time_limit),
                                        hangup_on_star=d.hangup_on_star)
         elif d.numbers:
@@ -353,9 +356,13 @@ class Interpreter:
 
     async def _post_after_hangup(self, url: str, method: str,
                                  params: list[tuple[str, str]]) -> None:
-        """Twilio still requests ``action`` after the caller hung up; the reply is moot."""
+        """Twilio still requests ``action`` after the caller hung up (``CallStatus`` is
+        then ``completed``, though our record is finalised a moment later); the reply
+        is moot."""
+        base = [(k, C.COMPLETED if k == "CallStatus" and v == C.IN_PROGRESS else v)
+                for k, v in call_params(self.call)]
         try:
-            await self.fetch(url, method, call_params(self.call) + params)
+            await self.fetch(url, method, base + params)
         except FetchError as exc:
             log.info("call sid=%s action after hangup failed: %s", self.call.sid, exc)
         raise CallEnded()

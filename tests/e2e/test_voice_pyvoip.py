@@ -156,3 +156,72 @@ async def _get(env, path: str, *, auth: bool) -> tuple[int, dict, bytes]:
     finally:
         await client.aclose()
     return resp.status, resp.headers, resp.body
+
+
+def _callee(sip_port: int, phone_port: int, started, budget: float = 15.0) -> dict:
+    """Runs in a worker thread: pyVoIP as the carrier trunk's far end; answers the
+    gateway's INVITE, listens until the gateway's BYE. ``started()`` once registered."""
+    deadline = time.monotonic() + budget
+    rtp = free_udp_port()
+    seen = {"states": [], "heard": 0, "to": None}
+    calls = []
+    phone = VoIP.VoIPPhone("127.0.0.1", sip_port, "15551230000", "pw", myIP="127.0.0.1",
+                           sipPort=phone_port, rtpPortLow=rtp, rtpPortHigh=rtp,
+                           callCallback=calls.append)
+    phone.sip.register_timeout = 3
+    try:
+        phone.start()
+        started()
+        _wait(lambda: calls, deadline, "no INVITE")
+        call = calls[0]
+        seen["to"] = call.request.headers["To"]["number"]
+        call.answer()
+        _wait(lambda: call.state == VoIP.CallState.ANSWERED, deadline, "answer failed")
+        seen["states"].append(call.state.value)
+        while call.state == VoIP.CallState.ANSWERED and time.monotonic() < deadline:
+            chunk = call.read_audio(160, blocking=False)
+            seen["heard"] += sum(1 for b in chunk if abs(b - 128) > 8)
+            time.sleep(0.01)
+        _wait(lambda: call.state == VoIP.CallState.ENDED, deadline, "no BYE")
+        seen["states"].append(call.state.value)
+    finally:
+        phone.stop()
+    return seen
+
+
+async def test_gateway_calls_pyvoip_through_the_trunk(tmp_path):
+    """Calls API create -> INVITE to pyVoIP (the carrier trunk), pyVoIP answers and hears
+    ``<Say>``, our BYE ends it, the status callback says completed."""
+    phone_port = free_udp_port()
+    with trio.fail_after(30):
+        async with voice_env(tmp_path, [("pv", phone_port)], setup_timeout=4.0,
+                             accept_register=True) as env:
+            token = trio.lowlevel.current_trio_token()
+            registered = trio.Event()
+
+            def started() -> None:
+                trio.from_thread.run_sync(registered.set, trio_token=token)
+
+            async with trio.open_nursery() as n:
+                result: dict = {}
+
+                async def callee() -> None:
+                    result.update(await trio.to_thread.run_sync(
+                        lambda: _callee(env.sip_port, phone_port, started),
+                        abandon_on_cancel=True))
+                n.start_soon(callee)
+                await registered.wait()
+                client = env.client()
+                made = await trio.to_thread.run_sync(lambda: client.calls.create(
+                    to="+15551230000", from_=NUMBER,
+                    twiml="<Response><Say>Hello from the gateway</Say><Hangup/></Response>",
+                    status_callback=env.sink.url("/out-status")))
+            assert result["states"] == ["ANSWERED", "ENDED"]
+            assert result["heard"] > 200                # the <Say>, decoded by pyVoIP
+            assert result["to"] == "15551230000"
+            hits = await env.sink.wait_for(
+                lambda: [h for h in env.sink.at("/out-status")
+                         if h.form["CallStatus"] == "completed"])
+            assert hits[0].form["CallSid"] == made.sid
+            fetched = await trio.to_thread.run_sync(lambda: client.calls(made.sid).fetch())
+            assert fetched.status == "completed" and int(fetched.duration) >= 1

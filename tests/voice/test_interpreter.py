@@ -345,3 +345,27 @@ async def test_replace_mid_call_runs_new_document(autojump_clock):
     said = [e[1] for e in leg.log if e[0] == "say"]
     assert said[-1] == "new" and said.count("hold music") == 3
     assert leg.log[-1] == ("hangup",)
+
+
+class HangsUpDuring(FakeLeg):
+    """The caller hangs up while ``<Record>``/``<Dial>`` runs."""
+
+    async def record(self, **kw):
+        self.ended = True
+        return RecordResult("http://gw/rec/RE1.wav", "RE1", 3, "hangup")
+
+    async def dial(self, numbers, **kw):
+        self.ended = True
+        return DialResult("completed", "CA" + "2" * 32, 4)
+
+
+async def test_action_after_caller_hangup_says_completed(autojump_clock):
+    for verb in ('<Record action="/after"/>', '<Dial action="/after">+15005550002</Dial>'):
+        leg = HangsUpDuring()
+        web = FakeWeb({U: f"<Response>{verb}<Say>never</Say></Response>",
+                       "http://app/after": "<Response><Say>moot</Say></Response>"})
+        await run(leg, web)
+        (after,) = [p for url, _, p in web.requests if url == "http://app/after"]
+        assert after["CallStatus"] == "completed"             # Twilio's, not in-progress
+        assert web.requests[0][2]["CallStatus"] == "ringing"
+        assert not [e for e in leg.log if e[0] == "say"]      # the answer is ignored

@@ -116,3 +116,32 @@ def test_room_waits_for_a_starter_and_ends_on_exit():
     assert room.ended and a.kicked.is_set()
     room.remove(a)
     assert not room.parts
+
+
+def test_room_record_status_reasons_and_live_mute():
+    from gateway.voice.conference import Room
+    changes = []
+    room = Room("AC1", "r", wall=lambda: 1_700_000_000.0, on_change=changes.append)
+    a = _member("CA1", start_conference_on_enter=False, beep="false")
+    room.add(a)
+    assert room.record()["status"] == "init" and changes
+    room.add(b := _member("CA2", beep="false"))
+    assert room.record()["status"] == "in-progress"
+    assert room.update("CA1", muted=True) is a and a.muted
+    room.on_audio(a, tone_ulaw(0.02, 700), False)                # muted: nobody hears it
+    assert tone_power(_pcm(room.mixer.tick()["CA2"]), 700) < 1e3
+    room.update("CA1", muted=False)
+    room.on_audio(a, tone_ulaw(0.02, 700), False)
+    assert tone_power(_pcm(room.mixer.tick()["CA2"]), 700) > 1e5
+    assert room.update("CA9", muted=True) is None and not room.kick("CA9")
+    assert room.kick("CA2") and b.kicked.is_set() and not room.ended
+    room.remove(b)
+    room.remove(a)                                               # the last one left
+    rec = room.record()
+    assert (rec["status"], rec["reason_conference_ended"], rec["call_sid_ending_conference"]) \
+        == ("completed", "last-participant-left", "CA1")
+    api = Room("AC1", "s")
+    api.add(c := _member("CA3"))
+    api.end()
+    assert c.kicked.is_set() and api.record()["reason_conference_ended"] == \
+        "conference-ended-via-api"

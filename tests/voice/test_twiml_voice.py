@@ -153,16 +153,16 @@ def test_dial_conference_from_the_twilio_library():
     r = VoiceResponse()
     d = LibDial(action="/after", hangup_on_star=True, time_limit=600)
     d.conference("Room 1", muted=True, beep="onEnter", start_conference_on_enter=False,
-                 end_conference_on_exit=True, wait_url="/hold", max_participants=10,
-                 status_callback="/conf", status_callback_event="start end join leave",
+                 end_conference_on_exit=True, wait_url="/hold", wait_method="GET",
+                 max_participants=10, status_callback="/conf", status_callback_event="start end join leave",
                  status_callback_method="GET")
     r.append(d)
     (dial,) = tv.parse(str(r))
     assert dial.numbers == () and dial.action == "/after" and dial.hangup_on_star
     assert dial.conference == tv.Conference(
         "Room 1", muted=True, beep="onEnter", start_conference_on_enter=False,
-        end_conference_on_exit=True, wait_url="/hold", max_participants=10,
-        status_callback="/conf", status_callback_method="GET",
+        end_conference_on_exit=True, wait_url="/hold", wait_method="GET",
+        max_participants=10, status_callback="/conf", status_callback_method="GET",
         status_callback_event=("start", "end", "join", "leave"))
     (plain,) = tv.parse("<Response><Dial><Conference>r</Conference></Dial></Response>")
     assert plain.conference == tv.Conference("r") and plain.conference.beep == "true"

@@ -97,6 +97,11 @@ def hostport(v: str) -> str | None:
     return None
 
 
+def hostport_or_empty(v: str) -> str | None:
+    """Empty (feature off) or ``HOST:PORT``."""
+    return hostport(v) if v else None
+
+
 def split_hostport(v: str) -> tuple[str, int]:
     """``"[::1]:80"`` -> ``("::1", 80)``; assumes ``hostport(v)`` passed."""
     host, _, p = v.rpartition(":")
@@ -348,6 +353,46 @@ def _store(s):
             yield "store.path", why
 
 
+def _pem_problem(path: str, what: str) -> str | None:
+    """Why ``path`` is not a readable PEM ``what`` file, or None."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return f"cannot read {what} file {path!r}: {e.strerror or e}"
+    if b"-----BEGIN " not in data:
+        return f"{what} file {path!r} is not PEM"
+    return None
+
+
+def _sip_tls(s):
+    """[sip] tls_listen needs a readable cert + key that belong together; a trunk's
+    tls_ca must be readable; tls settings on a non-TLS trunk are a mistake."""
+    sip = s.sip
+    if sip.tls_listen:
+        for key in ("tls_cert", "tls_key"):
+            path = getattr(sip, key)
+            why = _pem_problem(path, key[4:]) if path else "required when tls_listen is set"
+            if why:
+                yield f"sip.{key}", why
+        if sip.tls_cert and sip.tls_key and not any(
+                _pem_problem(p, "x") for p in (sip.tls_cert, sip.tls_key)):
+            import ssl
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    sip.tls_cert, sip.tls_key)
+            except (ssl.SSLError, OSError) as e:
+                yield "sip.tls_key", f"does not load with tls_cert: {e}"
+    for i, c in enumerate(s.carriers):
+        trunk = c.sip
+        if trunk is None:
+            continue
+        if trunk.tls_ca and (why := _pem_problem(trunk.tls_ca, "CA")):
+            yield f"carriers[{i}].sip.tls_ca", why
+        if trunk.transport != "tls" and (trunk.tls_ca or not trunk.tls_verify):
+            yield f"carriers[{i}].sip.transport", "tls_ca/tls_verify need transport = \"tls\""
+
+
 CROSS_CHECKS = (
     lambda s: _duplicates(s, "accounts", "sid"),
     lambda s: _duplicates(s, "carriers", "name"),
@@ -364,4 +409,5 @@ CROSS_CHECKS = (
     _ordered,
     _dlr_states,
     _store,
+    _sip_tls,
 )

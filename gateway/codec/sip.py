@@ -44,7 +44,7 @@ _CANON = {n.lower(): n for n in (
     "User-Agent", "Server", "Session-Expires", "P-Asserted-Identity", "Expires", "Event",
     "Subject", "Content-Encoding", "Min-SE", "Allow-Events", "Unsupported", "Warning",
     "Reason", "Timestamp", "Date", "Organization", "Accept-Language", "Accept-Encoding",
-    "Content-Disposition", "Refer-To", "Referred-By")}
+    "Content-Disposition", "Refer-To", "Referred-By", "RSeq", "RAck")}
 _CANON["www-authenticate"] = "WWW-Authenticate"
 # headers whose values are comma-separated lists (RFC 3261 §7.3.1)
 _LIST = {"via", "route", "record-route", "contact", "allow", "supported", "require",

@@ -1,8 +1,10 @@
-"""SIP user agent on trio: UDP socket + TCP listener around ``gateway.proto.sip_core``.
+"""SIP user agent on trio: UDP socket + TCP/TLS listeners around ``gateway.proto.sip_core``.
 
-Owns: ``SipUA`` (sockets, the core's timers, TCP connections in and out with
-Content-Length framing), ``InboundCall`` / ``OutboundCall`` (the call objects the voice
-layer uses), ``CallFailed``, and the ``options()`` trunk probe.
+Owns: ``SipUA`` (the UDP socket, the core's timers; TCP/TLS connections are
+``sip_streams.StreamConns``, TLS contexts ``sip_tls.SipTls``), ``InboundCall`` /
+``OutboundCall`` (the call objects the voice layer uses), ``CallFailed``, and the
+``options()`` trunk probe. ``transport`` is "udp" | "tcp" | "tls" (TLS listener only when
+``tls.listen`` is set; its port is ``tls_port``).
 
 Rules:
 - One task reads UDP, one accepts TCP (plus one reader per connection), one runs the
@@ -16,7 +18,8 @@ Rules:
 - Destinations that are names are resolved with getaddrinfo (IPv4), cached.
 
 Error handling: send errors (ICMP refused, unreachable, reset TCP) are swallowed; the
-transaction timers turn silence into 408 / OPTIONS status 0. A TCP peer sending
+transaction timers turn silence into 408 / OPTIONS status 0; a connection that cannot be
+made (refused, TLS certificate) fails its requests at once (503). A TCP/TLS peer sending
 garbage gets a 400 (when routable) and its connection is closed.
 """
 
@@ -25,10 +28,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+from functools import partial
 
 import trio
 
-from gateway.codec.sip import Request, SipError, StreamDecoder
+from gateway.codec.sip import Request, SipError
+from gateway.io.sip_streams import StreamConns
+from gateway.io.sip_tls import SipTls
 from gateway.proto.sip_core import (
     CallAnswered,
     CallEnded,
@@ -146,11 +152,14 @@ class OutboundCall(_CallBase):
 
 class SipUA:
     def __init__(self, host: str, port: int, *, public_host: str | None = None,
-                 tcp: bool = True, accept_register: bool = False):
+                 tcp: bool = True, accept_register: bool = False, tls: SipTls | None = None):
         self.host, self.port = host, port
         self.accept_register = accept_register
         self.public_host = public_host
         self.tcp = tcp
+        self.tls = tls or SipTls()
+        self.tls_port: int | None = None   # bound TLS listener port (None = no listener)
+        self.streams = StreamConns(self, self.tls)
         self.on_incoming = None
         self.core: UaCore | None = None
         self._udp = None
@@ -158,7 +167,6 @@ class SipUA:
         self._wake = trio.Event()
         self._calls: dict[str, _CallBase] = {}
         self._options: dict[str, list] = {}
-        self._conns: dict[Addr, tuple[trio.SocketStream, trio.Lock]] = {}
         self._resolved: dict[str, str] = {}
 
     # --- lifecycle ---------------------------------------------------------------
@@ -175,16 +183,27 @@ class SipUA:
                 listeners = await trio.open_tcp_listeners(self.port, host=self.host)
             except OSError as e:
                 log.warning("sip: no TCP listener on %s:%s: %s", self.host, self.port, e)
+        tls_listeners = []
+        if self.tls.listen is not None:   # no TLS listener is a start failure: raise
+            tls_host, tls_port = self.tls.listen
+            tls_listeners = await trio.open_tcp_listeners(tls_port, host=tls_host)
+            self.tls_port = self.core.tls_port = tls_listeners[0].socket.getsockname()[1]
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+                self._nursery = self.streams.nursery = nursery
                 nursery.start_soon(self._udp_loop)
                 nursery.start_soon(self._timer_loop)
                 for lst in listeners:
-                    nursery.start_soon(trio.serve_listeners, self._tcp_conn, [lst])
+                    nursery.start_soon(trio.serve_listeners,
+                                       partial(self.streams.accept, transport="TCP"), [lst])
+                for lst in tls_listeners:
+                    nursery.start_soon(trio.serve_listeners,
+                                       partial(self.streams.accept, transport="TLS"), [lst])
                 task_status.started(self.port)
         finally:
             sock.close()
+            with trio.CancelScope(shield=True):
+                await self.streams.aclose()
 
     async def _act(self, fn, *args, **kw):
         if self.core is None:
@@ -203,32 +222,20 @@ class SipUA:
             self.core.receive(data, (addr[0], addr[1]), "UDP", trio.current_time())
             await self._flush()
 
-    async def _tcp_conn(self, stream: trio.SocketStream) -> None:
-        peer = stream.socket.getpeername()
-        await self._tcp_reader(stream, (peer[0], peer[1]))
+    async def _stream_in(self, msg, peer: Addr, transport: str) -> None:
+        self.core.receive_message(msg, peer, transport, trio.current_time())
+        await self._flush()
 
-    async def _tcp_reader(self, stream: trio.SocketStream, peer: Addr) -> None:
-        self._conns[peer] = (stream, trio.Lock())
-        dec = StreamDecoder()
-        try:
-            async for chunk in stream:
-                try:
-                    msgs = dec.feed(chunk)
-                except SipError as e:
-                    self.core.answer_garbage(bytes(chunk), e, peer, "TCP")
-                    await self._flush()
-                    return
-                for msg in msgs:
-                    self.core.receive_message(msg, peer, "TCP", trio.current_time())
-                await self._flush()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        finally:
-            if self._conns.get(peer, (None,))[0] is stream:
-                del self._conns[peer]
-            await stream.aclose()
+    async def _stream_garbage(self, data: bytes, err: SipError, peer: Addr,
+                              transport: str) -> None:
+        self.core.answer_garbage(data, err, peer, transport)
+        await self._flush()
 
-    async def _resolve(self, host: str) -> str:
+    async def _stream_failed(self, peer: Addr, transport: str) -> None:
+        self.core.transport_error(peer, transport, trio.current_time())
+        await self._flush()
+
+    async def _resolve(self, host: str, port: int | None = None) -> str:
         try:
             ipaddress.ip_address(host)
             return host
@@ -237,23 +244,18 @@ class SipUA:
         if host not in self._resolved:
             info = await trio.socket.getaddrinfo(host, None, trio.socket.AF_INET)
             self._resolved[host] = info[0][4][0]
+        if port is not None:   # TLS checks the certificate against the name given
+            self.streams.names[(self._resolved[host], port)] = host
         return self._resolved[host]
 
     async def _send(self, data: bytes, dest: Addr, transport: str) -> None:
         try:
-            dest = (await self._resolve(dest[0]), dest[1])
+            dest = (await self._resolve(dest[0], dest[1]), dest[1])
             if transport == "UDP":
                 await self._udp.sendto(data, dest)
-                return
-            conn = self._conns.get(dest)
-            if conn is None:
-                stream = await trio.open_tcp_stream(*dest)
-                conn = (stream, trio.Lock())
-                self._conns[dest] = conn
-                self._nursery.start_soon(self._tcp_reader, stream, dest)
-            async with conn[1]:
-                await conn[0].send_all(data)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            else:
+                await self.streams.send(data, dest, transport)
+        except OSError as e:
             log.debug("sip: send to %s failed: %s", dest, e)
 
     async def _flush(self) -> None:
@@ -325,7 +327,7 @@ class SipUA:
                      headers: list[tuple[str, str]] | None = None,
                      transport: str = "udp") -> OutboundCall:
         tp = transport.upper()
-        trunk = (await self._resolve(trunk[0]), trunk[1])
+        trunk = (await self._resolve(trunk[0], trunk[1]), trunk[1])
         call_id = self.core.invite(to_uri, trunk, from_user=from_user, sdp=sdp_offer,
                                    auth=auth, transport=tp, headers=headers,
                                    now=trio.current_time())
@@ -347,7 +349,7 @@ class SipUA:
                       transport: str = "udp") -> tuple[int, float]:
         """(final status, round-trip seconds); (0, timeout) when nothing answered."""
         t0 = trio.current_time()
-        dest = (await self._resolve(dest[0]), dest[1])
+        dest = (await self._resolve(dest[0], dest[1]), dest[1])
         key = self.core.options(dest, t0, transport=transport.upper())
         waiter = self._options[key] = [trio.Event(), 0]
         try:

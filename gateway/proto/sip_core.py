@@ -45,6 +45,7 @@ from gateway.proto.sip_dialog import (
     new_tag,
     response_to,
 )
+from gateway.proto.sip_prack import PrackActions, Reliable
 from gateway.proto.sip_transaction import (
     T1,
     T2,
@@ -62,11 +63,12 @@ from gateway.proto.sip_uac import UacActions
 Addr = tuple[str, int]
 
 
-class UaCore(UacActions):
+class UaCore(UacActions, PrackActions):
     def __init__(self, host: str, port: int, *, public_host: str | None = None,
                  rng: random.Random | None = None, user_agent: str = "gateway-sip",
                  accept_register: bool = False):
         self.host, self.port = host, port
+        self.tls_port: int | None = None   # the TLS listener's port (Via/Contact over TLS)
         self.accept_register = accept_register
         self.public_host = public_host or host
         self.rng = rng or random.SystemRandom()
@@ -96,14 +98,24 @@ class UaCore(UacActions):
             dues.append(self._due[0][0])
         return min(dues) if dues else None
 
+    def _port(self, transport: str) -> int:
+        return self.tls_port or self.port if transport == "TLS" else self.port
+
     def _via(self, transport: str) -> str:
-        return (f"SIP/2.0/{transport} {self.public_host}:{self.port}"
+        return (f"SIP/2.0/{transport} {self.public_host}:{self._port(transport)}"
                 f";branch={new_branch(self.rng)};rport")
 
-    def _contact(self, user: str | None, transport: str) -> str:
+    def _contact(self, user: str | None, transport: str, scheme: str = "sip") -> str:
+        """Our Contact; ``scheme`` "sips" when the request's URI was sips (§19.1.4)."""
         u = f"{user}@" if user else ""
-        tp = ";transport=tcp" if transport == "TCP" else ""
-        return f"<sip:{u}{self.public_host}:{self.port}{tp}>"
+        tp = f";transport={transport.lower()}" if transport in ("TCP", "TLS") else ""
+        return f"<{scheme}:{u}{self.public_host}:{self._port(transport)}{tp}>"
+
+    def transport_error(self, dest: Addr, transport: str, now: float) -> None:
+        """A connection to ``dest`` could not be made (refused, TLS handshake or
+        certificate failure): its pending requests fail now (§8.1.3.1: as a 503)."""
+        self.layer.transport_error(dest, transport)
+        self._pump(now)
 
     def receive(self, data: bytes, source: Addr, transport: str, now: float) -> None:
         try:
@@ -133,6 +145,8 @@ class UaCore(UacActions):
         self._pump(now)
 
     def _tick_call(self, call: Call, now: float) -> None:
+        if call.state == "early" and isinstance(call.prack, Reliable):
+            return self._tick_reliable(call, now)
         if call.state == "ended":  # keep it a while to re-ACK / absorb, then drop
             if call.forget_at is None:
                 call.forget_at = now + 64 * T1
@@ -174,7 +188,7 @@ class UaCore(UacActions):
             elif isinstance(ev, StrayResponse):
                 self._on_stray(ev.response)
             elif isinstance(ev, TxTimeout):
-                self._on_timeout(ev.tx, now)
+                self._on_timeout(ev.tx, now, ev.timer)
 
     def _respond(self, tx, req: Request, status: int, reason: str | None = None, *,
                  now: float, **kw) -> Response:
@@ -191,7 +205,7 @@ class UaCore(UacActions):
         if m == "OPTIONS":
             self._respond(tx, req, 200, now=now, to_tag=to_tag or new_tag(self.rng),
                           headers=[("Allow", ALLOW), ("Accept", "application/sdp"),
-                                   ("Supported", "")])
+                                   ("Supported", "100rel")])
         elif m == "REGISTER" and self.accept_register and not to_tag:
             # Not a registrar (carriers are configured, not registered): phones that
             # insist on registering first (pyVoIP) get a 200 binding nothing.
@@ -220,6 +234,8 @@ class UaCore(UacActions):
             call.state = "early"
             self.calls[req.call_id] = call
             self._events.append(IncomingCall(req.call_id, req, ev.source))
+        elif m == "PRACK":
+            self._on_prack(tx, req, call, now)
         elif (call is None or call.dialog is None or call.state == "ended"
               or (to_tag, req.from_.tag) != (call.dialog.local_tag, call.dialog.remote_tag)):
             if m in ("INVITE", "BYE", "INFO", "UPDATE") or to_tag:
@@ -256,7 +272,7 @@ class UaCore(UacActions):
             if call.pending_cancel:
                 call.pending_cancel = False
                 self._send_cancel(call, now)
-            if code > 100:
+            if code > 100 and self._uac_provisional(call, resp, now):
                 self._events.append(CallProgress(call.call_id, code, resp.reason, resp.body))
         elif code < 300:
             self._on_2xx(call, resp, now)
@@ -275,6 +291,7 @@ class UaCore(UacActions):
     def _on_2xx(self, call: Call, resp: Response, now: float) -> None:
         contact = self._contact(call.invite.from_.uri.user, call.transport)
         call.dialog = Dialog.as_uac(call.invite, resp, contact, call.transport)
+        self._after_prack_seq(call)
         ack, dest = call.dialog.request("ACK", self._via(call.transport),
                                         seq=call.invite.cseq.seq)
         call.ack, call.ack_dest = ack.encode(), dest
@@ -295,12 +312,15 @@ class UaCore(UacActions):
         except SipError:
             pass
 
-    def _on_timeout(self, tx, now: float) -> None:
+    def _on_timeout(self, tx, now: float, ev_timer: str = "") -> None:
         kind, ref = tx.owner if tx.owner else (None, None)
         if kind == "options":
             self._events.append(OptionsDone(ref, 0))
         elif kind == "invite" and tx is ref.tx:
-            self._fail(ref, 408, "Request Timeout")
+            if ev_timer == "transport":
+                self._fail(ref, 503, "Service Unavailable")
+            else:
+                self._fail(ref, 408, "Request Timeout")
 
     # --- UAS actions -------------------------------------------------------------
     def _uas(self, call_id: str) -> Call | None:
@@ -312,20 +332,21 @@ class UaCore(UacActions):
     def ringing(self, call_id: str, now: float, *, sdp: bytes = b"") -> None:
         call = self._uas(call_id)
         if call:
-            self._respond(call.tx, call.invite, 183 if sdp else 180, now=now,
-                          to_tag=call.local_tag, body=sdp,
-                          headers=[("Contact", self._contact(None, call.transport))])
+            self._provisional(call, 183 if sdp else 180, sdp, now)   # 100rel: reliably
             self._pump(now)
 
     def answer(self, call_id: str, sdp: bytes, now: float) -> None:
         call = self._uas(call_id)
-        if not call:
+        if not call or self._hold_answer(call, sdp):   # held: sent on the PRACK
             return
-        contact = self._contact(call.invite.to.uri.user, call.transport)
+        scheme = "sips" if call.invite.uri.lower().startswith("sips:") else "sip"
+        contact = self._contact(call.invite.to.uri.user, call.transport, scheme)
         resp = self._respond(call.tx, call.invite, 200, now=now, to_tag=call.local_tag,
                              body=sdp, headers=[("Contact", contact), ("Allow", ALLOW)])
         call.local_sdp = sdp
         call.dialog = Dialog.as_uas(call.invite, call.local_tag, contact, call.transport)
+        if isinstance(call.prack, Reliable):   # PRACKs used CSeqs after the INVITE's
+            call.dialog.remote_seq = max(call.dialog.remote_seq or 0, call.prack.prack_seq)
         call.state = "answered"
         call.ok, call.ok_interval = resp.encode(), T1
         call.ok_due, call.ok_giveup = now + T1, now + 64 * T1

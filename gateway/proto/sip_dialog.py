@@ -24,7 +24,7 @@ from gateway.proto.sip_transaction import T1
 
 Addr = tuple[str, int]
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK"
 
 
 def new_branch(rng: random.Random) -> str:
@@ -248,3 +248,4 @@ class Call:
     ok_interval: float = T1
     ok_giveup: float = 0.0
     forget_at: float | None = None
+    prack: Any = None  # sip_prack.Reliable (UAS) / EarlyUac (UAC): 100rel state

@@ -16,7 +16,7 @@ Rules:
   completed-state waits (D, I, J, K) are zero, as §17 says.
 - Events for the core: ``RequestIn`` (new server transaction), ``ResponseIn`` (response
   matched to a client transaction, retransmissions of finals filtered), ``TxTimeout``
-  (B/F: no final answer; H: no ACK), ``AckIn`` (ACK that matches no transaction, i.e. the
+  (B/F: no final answer; H: no ACK; "transport": ``transport_error``), ``AckIn`` (ACK that matches no transaction, i.e. the
   ACK of a 2xx), ``StrayResponse`` (no client transaction, e.g. a retransmitted 2xx).
 
 Error handling: no retries beyond the RFC's timers; a timeout is reported once as
@@ -39,7 +39,7 @@ Addr = tuple[str, int]
 class Outgoing:
     data: bytes
     dest: Addr
-    transport: str  # "UDP" | "TCP"
+    transport: str  # "UDP" | "TCP" | "TLS"
 
 
 @dataclass
@@ -189,6 +189,17 @@ class TransactionLayer:
         self.client[key] = tx
         self._arm(tx, self.client)
         return tx
+
+    def transport_error(self, dest: Addr, transport: str) -> None:
+        """§17.1.4: the transport failed for ``dest``: its client transactions that have
+        no final answer end now with ``TxTimeout(tx, "transport")``."""
+        for key, tx in list(self.client.items()):
+            if (tx.dest == dest and tx.transport == transport
+                    and tx.state in ("calling", "trying", "proceeding")):
+                del self.client[key]
+                tx.timers.clear()
+                tx.state = "terminated"
+                self._events.append(TxTimeout(tx, "transport"))
 
     def _client_response(self, resp: Response, source: Addr, now: float) -> None:
         try:

@@ -26,7 +26,8 @@ class UacActions:
         req = invite_request(to_uri, self._via(transport), f"<sip:{from_user}@{self.public_host}>"
                              f";tag={tag}", call_id, self.rng.randint(1, 9999),
                              self._contact(from_user, transport), sdp,
-                             [("User-Agent", self.user_agent), *(headers or [])])
+                             [("User-Agent", self.user_agent), ("Supported", "100rel"),
+                              *(headers or [])])
         call = Call(call_id, "uac", req, transport, tag, dest=dest, auth=auth, local_sdp=sdp)
         self.calls[call_id] = call
         self._send_invite(call, now)

@@ -63,7 +63,9 @@ class OutboundCalls:
             trunk = self.gw.carriers.by_name[name].sip
             user = call.to.lstrip("+") if call.to.startswith("+") else call.to
             out = await self.ua.invite(
-                f"sip:{user}@{trunk.host}:{trunk.port}", (trunk.host, trunk.port),
+                f"sip:{user}@{trunk.host}:{trunk.port}"
+                + (";transport=tls" if trunk.transport == "tls" else ""),
+                (trunk.host, trunk.port),
                 from_user=call.from_, sdp_offer=offer, timeout=timeout,
                 transport=trunk.transport)
             call.carrier, call.sip_call_id = name, out.call_id   # the trunk being tried

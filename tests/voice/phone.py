@@ -28,19 +28,22 @@ class Phone:
 
 @contextlib.asynccontextmanager
 async def phone(sip_port: int, number: str, *, from_user: str = "15557654321",
-                pt: int = sdpc.PT_PCMU):
+                pt: int = sdpc.PT_PCMU, transport: str = "udp", tls=None,
+                host: str = "127.0.0.1", scheme: str = "sip",
+                headers: list[tuple[str, str]] | None = None):
     """Call ``number`` at the gateway; yields an answered ``Phone`` that records from the
-    first RTP packet on."""
+    first RTP packet on. ``transport="tls"`` with ``tls`` (a ``sip_tls.SipTls`` whose client
+    context trusts the gateway) and ``host`` the name its certificate is for."""
     async with trio.open_nursery() as n:
-        ua = SipUA("127.0.0.1", 0, tcp=False)
+        ua = SipUA("127.0.0.1", 0, tcp=False, tls=tls)
         await n.start(ua.serve)
         rtp = RtpSession("127.0.0.1")
         await rtp.open(n)
         rtp.start_recording()
-        out = await ua.invite(f"sip:{number.lstrip('+')}@127.0.0.1:{sip_port}",
-                              ("127.0.0.1", sip_port), from_user=from_user,
+        out = await ua.invite(f"{scheme}:{number.lstrip('+')}@{host}:{sip_port}",
+                              (host, sip_port), from_user=from_user,
                               sdp_offer=sdpc.offer("127.0.0.1", rtp.port, codecs=(pt,)),
-                              timeout=10)
+                              timeout=10, transport=transport, headers=headers)
         ans = sdpc.parse(await out.wait_answer())
         rtp.set_remote((ans.connection_host or "127.0.0.1", ans.audio_port), pt,
                        ans.telephone_event_pt)

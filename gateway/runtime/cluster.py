@@ -16,7 +16,8 @@ Design (``RedisCluster``, keys under ``P c:``):
   renewed every ``LEASE_MS/3`` by ``TICK``, which also refreshes the member and drainer
   sets and takes free slots up to the fair share ceil(SLOTS / drainers).
 - A message enters its sender stream ``q:<from>`` (entry ``sid``, ``n`` segments) at most
-  once (marker ``r:<sid>``), with the sender's queued-segment counter ``n:<from>``:
+  once (marker ``r:<sid>``; not written for queued ones created routed, which never go
+  through ``ROUTE``), with the sender's queued-segment counter ``n:<from>``:
   queued and accepted (Messaging Service) messages inside the create script, so before
   the 201; scheduled ones when due (``ROUTE``; the first gateway wins, the others find
   the marker). The counter is the cluster-wide depth the 21611 check uses (the create
@@ -135,6 +136,7 @@ class RedisCluster(SlotLeases, SenderStreams, LocalCluster):
         self.may_send = self.binds.may_send
         self.rates = ClusterRates(self)
         self.store.on_create = self._route_on_create
+        self.store.on_create_undo = self._created_routed.discard
 
     # -- keys -----------------------------------------------------------------------------
     def stream(self, number: str) -> str:

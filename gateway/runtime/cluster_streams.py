@@ -99,6 +99,8 @@ class SenderStreams:
             return None
         route = self._stream_route(msg, check_cap=msg.status == M.QUEUED)
         if route is not None:
+            # queued ones never go through ROUTE (route() finds them below), so no marker
+            route = route._replace(mark=msg.status == M.ACCEPTED)
             if len(self._created_routed) > 100_000:
                 self._created_routed.clear()         # leftovers of failed creates
             self._created_routed.add(msg.sid)

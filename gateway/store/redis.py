@@ -49,6 +49,9 @@ class StreamRoute(NamedTuple):
     cap: int            # segments; -1 = not checked
     segments: int
     marker_ttl: int     # s
+    #: write the "routed" marker in the create: only needed when ``ROUTE`` may later be
+    #: called for this message (accepted ones, at a restart); queued ones never are
+    mark: bool = True
 
 class RedisStore(RedisConnection, Store):
     backend = "redis"
@@ -64,12 +67,14 @@ class RedisStore(RedisConnection, Store):
         #: ``(msg) -> StreamRoute | None`` (cluster): the sender stream a created message
         #: enters in the same script as its create
         self.on_create = None
+        #: ``(sid) -> None`` (cluster): a create ``on_create`` routed did not store it
+        self.on_create_undo = None
 
     # -- messages -------------------------------------------------------------------------
     async def create_message(self, msg: Message, idempotency_key: str | None = None
                              ) -> tuple[Message, bool]:
         keys = self.keys.msg_keys(msg)
-        keys += [self.keys.idem(msg.account_sid, idempotency_key or "-"), self.keys.due]
+        keys.append(self.keys.idem(msg.account_sid, idempotency_key or "-"))
         args = [msg.sid, msg.status, R.pclass(msg.status), R.blob_of(msg),
                 int(IDEMPOTENCY_TTL * 1000), self.keys.msg_prefix,
                 "1" if idempotency_key is not None else "0", D.join(msg.due)]
@@ -79,36 +84,37 @@ class RedisStore(RedisConnection, Store):
             args.append("0")
         else:                                    # one script: created and queued together
             keys += [route.stream, route.depth, route.marker]
-            args += ["1", route.cap, route.segments, route.marker_ttl]
-        op = self._push(_Op(self._eval("CREATE", keys, args)))
-        await op.done.wait()
-        if op.error is not None:
-            raise op.error
-        res = op.result
-        if int(res[0]) == -2:
-            raise TwilioError(errors.QUEUE_FULL)
-        if int(res[0]) == 1:
-            msg.seq = int(res[1])
-            return msg, True
-        return R.msg_of(res[1]), False
+            args += ["1", route.cap, route.segments, route.marker_ttl,
+                     "1" if route.mark else "0"]
+        created = False
+        try:
+            res = await self._submit(None, sub=("C", keys, args))
+            if int(res[0]) == -2:
+                raise TwilioError(errors.QUEUE_FULL)
+            if int(res[0]) == 1:
+                msg.seq = int(res[1])
+                created = True
+                return msg, True
+            return R.msg_of(res[1]), False
+        finally:
+            if route is not None and not created and self.on_create_undo is not None:
+                self.on_create_undo(msg.sid)
 
     def route_nowait(self, msg: Message, route: StreamRoute, on_done=None) -> None:
         """Queue ``msg`` on its sender stream unless it was already (``ROUTE``);
         ``on_done(result, error)``: result 1 added, 0 already routed/not pending, -1 full."""
         keys = [self.keys.msg(msg.sid), route.stream, route.depth, route.marker]
         args = [msg.sid, route.segments, route.cap, route.marker_ttl]
-        self._push(_Op(self._eval("ROUTE", keys, args), on_done, waited=False))
+        self._push(_Op(None, on_done, waited=False, sub=("R", keys, args)))
 
-    def _save_build(self, msg: Message):
-        keys = self.keys.msg_keys(msg)
-        keys.append(self.keys.due)
+    def _save_sub(self, msg: Message):
         remove, add = self._due.for_write(msg.sid, msg.due)
         args = [msg.sid, msg.status, R.pclass(msg.status), R.blob_of(msg), max(0, msg.seq),
                 remove, add]
-        return self._eval("SAVE", keys, args)
+        return ("S", self.keys.msg_keys(msg), args)
 
     async def save_message(self, msg: Message) -> None:
-        seq = int(await self._submit(self._save_build(msg)))
+        seq = int(await self._submit(None, sub=self._save_sub(msg)))
         if msg.seq <= 0:
             msg.seq = abs(seq)
 
@@ -124,16 +130,14 @@ class RedisStore(RedisConnection, Store):
             if error is None and msg.seq <= 0:
                 msg.seq = abs(int(result))
 
-        self._push(_Op(self._save_build(msg), done, waited=False))
+        self._push(_Op(None, done, waited=False, sub=self._save_sub(msg)))
 
     async def delete_message(self, sid: str) -> bool:
         msg = await self.get_message(sid)
         if msg is None:
             return False
-        k = self.keys
-        keys = [k.msg(sid), k.acct(msg.account_sid), k.acct_to(msg.account_sid, msg.to),
-                k.acct_from(msg.account_sid, msg.from_), k.pend, k.sent, k.due]
-        return int(await self._submit(self._eval("DELETE", keys, [sid]))) == 1
+        keys = self.keys.msg_keys(msg)
+        return int(await self._submit(None, sub=("X", keys, [sid]))) == 1
 
     async def get_message(self, sid: str) -> Message | None:
         value = self._pending_rows.get(sid)
@@ -235,7 +239,7 @@ class RedisStore(RedisConnection, Store):
             return
         args = [x for pair in pairs for x in pair]
         try:
-            await self._submit(self._eval("DUE", [self.keys.due], args))
+            await self._submit(None, sub=("U", [], args))
         except StoreError:
             self._due.restore(pairs)
             raise
@@ -259,7 +263,7 @@ class RedisStore(RedisConnection, Store):
                 del self._pending_map[key]
 
         ttl = int(DLR_TTL * 1000)
-        self._push(_Op(lambda p: p.set(key, sid, px=ttl), done, waited=False))
+        self._push(_Op(None, done, waited=False, sub=("M", [key], [sid, ttl])))
 
     async def sid_for_carrier_id(self, carrier: str, carrier_message_id: str) -> str | None:
         key = self.keys.dlr(carrier, carrier_message_id)

@@ -13,7 +13,8 @@ Rules:
   Redis 7.2; this store does not use it. Run one primary with AOF on a reliable disk.
 - Every write (awaited or ``*_nowait``) goes into one FIFO; a single flusher task sends
   what has accumulated as one pipeline (group commit: with ``appendfsync always`` Redis
-  fsyncs once per event-loop turn, so a batch costs about one fsync). Awaited writes
+  fsyncs once per event-loop turn, so a batch costs about one fsync). Consecutive data
+  writes (sub-ops) in it are one ``redis_batch.BATCH`` script call. Awaited writes
   return after their pipeline answered; writes from one task apply in issue order.
 - Url query parameters of our own (removed before connecting): ``allow_everysec=1``,
   ``prefix=<key prefix>`` (default ``gw:``; several gateway deployments may share one
@@ -34,6 +35,7 @@ import coredis
 import trio
 from coredis.exceptions import NoScriptError, RedisError
 
+from gateway.store import redis_batch as B
 from gateway.store import redis_schema as R
 from gateway.store.base import StoreError
 
@@ -54,10 +56,11 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
     return (f"{base}?{urlencode(theirs)}" if theirs else base), ours
 
 class _Op:
-    __slots__ = ("build", "done", "result", "error", "on_done")
+    __slots__ = ("build", "sub", "done", "result", "error", "on_done")
 
-    def __init__(self, build, on_done=None, waited=True):
+    def __init__(self, build, on_done=None, waited=True, sub=None):
         self.build = build                 # (pipeline) -> request
+        self.sub = sub                     # or (code, keys, args): a ``BATCH`` sub-op
         self.done = trio.Event() if waited else None
         self.result = None
         self.error: BaseException | None = None
@@ -83,10 +86,10 @@ class RedisConnection:
         self._idle = trio.Event()
         self._closing = False
         self._sha: dict[str, str] = {}
-        self._scripts: dict[str, str] = {n: getattr(R, n)
-                                         for n in R.SCRIPTS}
+        self._scripts: dict[str, str] = {}         # registered (cluster) scripts
         self.batches = 0
         self.ops_written = 0
+        self.script_calls = 0                      # BATCH calls (several sub-ops each)
     # -- lifecycle ------------------------------------------------------------------------
     async def open(self) -> None:
         if self.client is not None:
@@ -197,8 +200,8 @@ class RedisConnection:
         error)`` runs when it was answered (cluster steps: XADD, XACK, SET NX)."""
         self._push(_Op(build, on_done, waited=False))
 
-    async def _submit(self, build, on_done=None):
-        op = self._push(_Op(build, on_done))
+    async def _submit(self, build, on_done=None, sub=None):
+        op = self._push(_Op(build, on_done, sub=sub))
         await op.done.wait()
         if op.error is not None:
             raise op.error
@@ -223,26 +226,57 @@ class RedisConnection:
                     self._finish(op, None, err)
 
     async def _run_batch(self, batch: list[_Op]) -> None:
-        results = await self._pipeline(batch)
-        retry = [(op, i) for i, (op, r) in enumerate(zip(batch, results, strict=True))
+        # consecutive sub-ops share one BATCH script call; other ops are sent as they are
+        calls: list = []
+        group = None
+        for op in batch:
+            if op.sub is None:
+                calls.append(op)
+                group = None
+            else:
+                if group is None or len(group) >= B.MAX_SUBOPS:
+                    group = []
+                    calls.append(group)
+                group.append(op)
+        results = await self._pipeline(calls)
+        retry = [(op, i) for i, (op, r) in enumerate(zip(calls, results, strict=True))
                  if isinstance(r, NoScriptError)]
-        if retry:
+        if retry:                                # registered scripts (cluster) only
             await self._load_scripts(self.client)
             again = await self._pipeline([op for op, _ in retry])
             for (_, i), r in zip(retry, again, strict=True):
                 results[i] = r
         self.batches += 1
         self.ops_written += len(batch)
-        for op, r in zip(batch, results, strict=True):
-            if isinstance(r, BaseException):
-                self._finish(op, None, StoreError(f"redis write failed: {r}"))
+        self.script_calls += sum(1 for c in calls if isinstance(c, list))
+        for call, r in zip(calls, results, strict=True):
+            if isinstance(call, _Op):
+                self._result(call, r)
+            elif isinstance(r, BaseException) or len(r) != len(call):
+                for op in call:
+                    self._result(op, r if isinstance(r, BaseException)
+                                 else RuntimeError(f"batch answered {len(r)}/{len(call)}"))
             else:
-                self._finish(op, r, None)
+                for op, sub in zip(call, r, strict=True):
+                    if isinstance(sub, list) and sub and sub[0] == b"ERR":
+                        sub = RuntimeError(sub[1].decode(errors="replace"))
+                    self._result(op, sub)
 
-    async def _pipeline(self, ops: list[_Op]) -> list:
+    def _result(self, op: _Op, r) -> None:
+        if isinstance(r, BaseException):
+            self._finish(op, None, StoreError(f"redis write failed: {r}"))
+        else:
+            self._finish(op, r, None)
+
+    async def _pipeline(self, calls: list) -> list:
+        head = [self.keys.seq, self.keys.pend, self.keys.sent, self.keys.due]
         async with self.client.pipeline(transaction=False, raise_on_error=False) as pipe:
-            reqs = [op.build(pipe) for op in ops]
-        del reqs
+            for call in calls:
+                if isinstance(call, _Op):
+                    call.build(pipe)
+                else:
+                    keys, args = B.encode([op.sub for op in call], head)
+                    pipe.eval(B.BATCH, keys, args)
         return list(pipe.results or ())
 
     def _finish(self, op: _Op, result, error) -> None:
@@ -256,12 +290,6 @@ class RedisConnection:
             log.warning("redis store nowait write lost: %s", error)
         if op.done is not None:
             op.done.set()
-
-    def _eval(self, name: str, keys: list, args: list):
-        # EVAL, not EVALSHA: after a Redis restart the script cache is empty, and a
-        # NOSCRIPT retry would reorder this write behind later ones of the same batch
-        source = self._scripts[name]
-        return lambda p: p.eval(source, keys, args)
 
     async def ping(self, timeout: float = 5.0) -> bool:
         with trio.move_on_after(timeout):

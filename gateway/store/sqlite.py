@@ -1,7 +1,7 @@
 """``SqliteStore``: the embedded durable store (SQLite WAL, ``synchronous=FULL``).
 
 Owns: the message table, idempotency keys, the DLR map, the kv table, and which thread
-does what with them.
+does what with them (the SQL the writer runs for each write is ``sqlite_ops``).
 
 Rules:
 - Writes go through one ``GroupCommitWriter`` thread (group commit, one fsync per batch);
@@ -40,79 +40,15 @@ import trio
 
 from gateway.core.message import QUEUED, SENDING, Message
 from gateway.store import due as D
+from gateway.store import sqlite_ops as O
 from gateway.store import sqlite_schema as S
 from gateway.store.base import DLR_TTL, MessageFilter, Store, StoreError
+from gateway.store.sqlite_ops import IDEMPOTENCY_TTL, SWEEP_LIMIT
 from gateway.store.sqlite_proc import ProcessWriter
 from gateway.store.sqlite_writer import GroupCommitWriter, WriterStats
 
-IDEMPOTENCY_TTL = 24 * 3600.0
-SWEEP_LIMIT = 5000
+__all__ = ["IDEMPOTENCY_TTL", "SWEEP_LIMIT", "SqliteStore"]
 
-
-# -- op functions: run on the writer thread with the writer connection -------------------
-def _w_insert(conn: sqlite3.Connection, row: tuple, due: str | None = None) -> None:
-    conn.execute(S.INSERT_MSG, row + (due,))
-
-
-def _w_create_idem(conn: sqlite3.Connection, row: tuple, key: str, now: float,
-                   due: str | None = None):
-    """Insert unless (account, key) already names a live message; return that message."""
-    account = row[2]
-    hit = conn.execute("SELECT sid FROM idempotency WHERE account_sid = ? AND key = ?",
-                       (account, key)).fetchone()
-    if hit is not None:
-        old = conn.execute(S.SELECT_MSG + " WHERE sid = ?", (hit[0],)).fetchone()
-        if old is not None:
-            return S.msg_of(old)
-    conn.execute(S.INSERT_MSG, row + (due,))
-    conn.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?)",
-                 (account, key, row[1], now))
-    return None
-
-
-def _w_save(conn: sqlite3.Connection, row: tuple, remove: str = "", add: str = "") -> None:
-    if conn.execute(*S.update_args(row, remove, add)).rowcount == 0:
-        conn.execute(S.INSERT_MSG, row + (D.apply(None, "", add),))
-
-
-def _w_clear_due(conn: sqlite3.Connection, pairs: list) -> None:
-    conn.executemany(S.CLEAR_DUE, [(sid, ";" + tok) for sid, remove in pairs
-                                   for tok in D.split(remove)])
-
-
-def _w_delete(conn: sqlite3.Connection, sid: str) -> bool:
-    gone = conn.execute("DELETE FROM messages WHERE sid = ?", (sid,)).rowcount > 0
-    if gone:
-        conn.execute("DELETE FROM idempotency WHERE sid = ?", (sid,))
-    return gone
-
-
-def _w_map(conn: sqlite3.Connection, carrier: str, cmid: str, sid: str, now: float) -> None:
-    conn.execute("INSERT OR REPLACE INTO dlr_map VALUES (?, ?, ?, ?)", (carrier, cmid, sid, now))
-
-
-def _w_kv_put(conn: sqlite3.Connection, ns: str, key: str, value: str) -> None:
-    conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (ns, key, value))
-
-
-def _w_kv_delete(conn: sqlite3.Connection, ns: str, key: str) -> None:
-    conn.execute("DELETE FROM kv WHERE ns = ? AND key = ?", (ns, key))
-
-
-def _w_ping(conn: sqlite3.Connection, now: float) -> None:
-    conn.execute("INSERT OR REPLACE INTO meta VALUES ('ping', ?)", (now,))
-
-
-def _w_sweep(conn: sqlite3.Connection, now: float) -> int:
-    n = conn.execute(
-        "DELETE FROM dlr_map WHERE (carrier, carrier_message_id) IN (SELECT carrier, "
-        "carrier_message_id FROM dlr_map WHERE created < ? LIMIT ?)",
-        (now - DLR_TTL, SWEEP_LIMIT)).rowcount
-    n += conn.execute(
-        "DELETE FROM idempotency WHERE (account_sid, key) IN (SELECT account_sid, key "
-        "FROM idempotency WHERE created < ? LIMIT ?)",
-        (now - IDEMPOTENCY_TTL, SWEEP_LIMIT)).rowcount
-    return n
 
 
 class SqliteStore(Store):
@@ -212,11 +148,11 @@ class SqliteStore(Store):
             raise StoreError(f"read failed: {exc}") from exc
 
     def _sweep_op(self) -> tuple[Callable, tuple]:  # writer thread: the periodic op
-        return _w_sweep, (self._clock(),)
+        return O.w_sweep, (self._clock(),)
 
     async def sweep(self) -> int:
         """Delete expired DLR-map rows and idempotency keys now; returns rows deleted."""
-        return await self._w().submit(_w_sweep, self._clock())
+        return await self._w().submit(O.w_sweep, self._clock())
 
     async def run_in_writer(self, fn: Callable[[sqlite3.Connection], object]):
         """Run ``fn(conn)`` inside the next batch on the writer connection (maintenance,
@@ -226,7 +162,7 @@ class SqliteStore(Store):
     async def ping(self, timeout: float = 5.0) -> bool:
         with trio.move_on_after(timeout):
             try:
-                await self._w().submit(_w_ping, self._clock())
+                await self._w().submit(O.w_ping, self._clock())
             except StoreError:
                 return False
             return True
@@ -242,9 +178,9 @@ class SqliteStore(Store):
         due = D.join(msg.due) or None
         msg.due.clear()
         if idempotency_key is None:
-            await writer.submit(_w_insert, row, due)
+            await writer.submit(O.w_insert, row, due)
             return msg, True
-        old = await writer.submit(_w_create_idem, row, idempotency_key, self._clock(), due)
+        old = await writer.submit(O.w_create_idem, row, idempotency_key, self._clock(), due)
         if old is None:
             return msg, True
         return old, False
@@ -260,7 +196,7 @@ class SqliteStore(Store):
         row = self._save_row(msg)
         change = self._due.for_write(msg.sid, msg.due)
         try:
-            await writer.submit(_w_save, row, change[0], change[1], key=msg.sid)
+            await writer.submit(O.w_save, row, change[0], change[1], key=msg.sid)
         finally:
             self._due.committed(msg.sid, change)
 
@@ -278,7 +214,7 @@ class SqliteStore(Store):
                 del self._pending_rows[sid]
             due.committed(sid, change)
 
-        writer.submit_nowait(_w_save, row, change[0], change[1], key=sid, on_done=done)
+        writer.submit_nowait(O.w_save, row, change[0], change[1], key=sid, on_done=done)
 
     # -- due tokens (gateway.store.due) -----------------------------------------------------
     def clear_due_nowait(self, sid: str, token: str) -> None:
@@ -292,7 +228,7 @@ class SqliteStore(Store):
         pairs = self._due.drain()
         if pairs:
             try:
-                await self._w().submit(_w_clear_due, pairs)
+                await self._w().submit(O.w_clear_due, pairs)
             except StoreError:
                 self._due.restore(pairs)
                 raise
@@ -304,7 +240,7 @@ class SqliteStore(Store):
         return await self._scan(run)
 
     async def delete_message(self, sid: str) -> bool:
-        return await self._w().submit(_w_delete, sid)
+        return await self._w().submit(O.w_delete, sid)
 
     async def get_message(self, sid: str) -> Message | None:
         pending = self._pending_rows.get(sid)
@@ -372,7 +308,7 @@ class SqliteStore(Store):
             if self._pending_map.get(key) == sid:
                 del self._pending_map[key]
 
-        writer.submit_nowait(_w_map, carrier, carrier_message_id, sid, self._clock(),
+        writer.submit_nowait(O.w_map, carrier, carrier_message_id, sid, self._clock(),
                              on_done=done)
 
     async def sid_for_carrier_id(self, carrier: str, carrier_message_id: str) -> str | None:
@@ -390,7 +326,7 @@ class SqliteStore(Store):
 
     # -- kv -------------------------------------------------------------------------------
     async def kv_put(self, ns: str, key: str, value: dict) -> None:
-        await self._w().submit(_w_kv_put, ns, key, orjson.dumps(value).decode())
+        await self._w().submit(O.w_kv_put, ns, key, orjson.dumps(value).decode())
 
     async def kv_get(self, ns: str, key: str) -> dict | None:
         try:
@@ -401,7 +337,7 @@ class SqliteStore(Store):
         return orjson.loads(row[0]) if row is not None else None
 
     async def kv_delete(self, ns: str, key: str) -> None:
-        await self._w().submit(_w_kv_delete, ns, key)
+        await self._w().submit(O.w_kv_delete, ns, key)
 
     async def kv_items(self, ns: str) -> list[tuple[str, dict]]:
         sql = "SELECT key, value FROM kv WHERE ns = ? ORDER BY key"

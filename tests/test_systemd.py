@@ -52,7 +52,7 @@ def test_unit_has_contract_settings():
     assert all(re.fullmatch(r"[\w.-]+:/\S+", c) for c in d["LoadCredential"])
     assert seconds(d["TimeoutStopSec"][0]) > DRAIN_S
     assert d["ExecStart"] == [f"{BINARY} run -c /etc/gateway/gateway.toml"]
-    assert "ExecReload" not in d
+    assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]       # reload = SIGHUP
 
 
 def test_env_file_is_plain_assignments():

@@ -26,6 +26,8 @@ otherwise the seconds until that carrier has capacity (the dispatcher may try th
 candidate or wait). ``max_tps = 0`` means no cap. The cap's gate per carrier comes from
 a ``rate_gate.GateFactory`` (default ``local_gate``, an in-process token bucket with a
 one-second burst), given as ``gates=`` or by ``set_gate_factory`` (runtime.cluster_rates).
+``update(routes, carriers, prefer_margin, now)`` swaps the tables on a config reload
+(same factory; unchanged caps keep their gate state).
 """
 
 from __future__ import annotations
@@ -87,6 +89,22 @@ def _route_pairs(routes: Any) -> Iterable[tuple[str, list[str]]]:
     return pairs
 
 
+def _tables(routes: Any, carriers: Any
+            ) -> tuple[dict[str, CarrierSpec], dict[str, tuple[str, ...]]]:
+    items = carriers.values() if isinstance(carriers, Mapping) else carriers
+    specs: dict[str, CarrierSpec] = {}
+    for c in items:
+        spec = _spec(c)
+        specs[spec.name] = spec
+    table: dict[str, tuple[str, ...]] = {}
+    for prefix, names in _route_pairs(routes):
+        for n in names:
+            if n not in specs:
+                raise ValueError(f"route {prefix!r}: unknown carrier {n!r}")
+        table[_prefix_key(prefix)] = tuple(names)
+    return specs, table
+
+
 class Router:
     CACHE_SIZE = 65536  # destinations whose route lookup is remembered
 
@@ -99,17 +117,7 @@ class Router:
         now: float = 0.0,
         gates: GateFactory | None = None,
     ) -> None:
-        items = carriers.values() if isinstance(carriers, Mapping) else carriers
-        self.carriers: dict[str, CarrierSpec] = {}
-        for c in items:
-            spec = _spec(c)
-            self.carriers[spec.name] = spec
-        self.routes: dict[str, tuple[str, ...]] = {}
-        for prefix, names in _route_pairs(routes):
-            for n in names:
-                if n not in self.carriers:
-                    raise ValueError(f"route {prefix!r}: unknown carrier {n!r}")
-            self.routes[_prefix_key(prefix)] = tuple(names)
+        self.carriers, self.routes = _tables(routes, carriers)
         self._max_len = max((len(p) for p in self.routes), default=0)
         self._cache: dict[str, tuple[tuple[str, ...], list[list[CarrierSpec]]]] = {}
         self.prefer_margin = prefer_margin
@@ -117,9 +125,31 @@ class Router:
         self._buckets: dict[str, RateGate] = {}
         self.set_gate_factory(gates or local_gate, now)
 
+    def update(self, routes: Any, carriers: Any, prefer_margin: float, now: float) -> None:
+        """Config reload: new route table, carrier specs and margin, in one step (raises
+        ValueError before changing anything). Gates come from the current factory: a
+        carrier whose ``max_tps`` is unchanged keeps its gate and state, a changed cap
+        is ``set_rate`` on the same gate, a new cap gets a new gate."""
+        specs, table = _tables(routes, carriers)
+        buckets: dict[str, RateGate] = {}
+        for s in specs.values():
+            if s.max_tps <= 0:
+                continue
+            gate = self._buckets.get(s.name)
+            if gate is None:
+                gate = self._gates(s.name, s.max_tps, max(1.0, s.max_tps), now)
+            elif self.carriers[s.name].max_tps != s.max_tps:
+                gate.set_rate(s.max_tps, max(1.0, s.max_tps), now)
+            buckets[s.name] = gate
+        self.carriers, self.routes, self._buckets = specs, table, buckets
+        self._max_len = max((len(p) for p in self.routes), default=0)
+        self._cache = {}
+        self.prefer_margin = prefer_margin
+
     def set_gate_factory(self, gates: GateFactory, now: float) -> None:
         """One gate from ``gates`` per carrier with a ``max_tps`` cap (replaces the old
         ones and their state)."""
+        self._gates = gates
         self._buckets = {
             s.name: gates(s.name, s.max_tps, max(1.0, s.max_tps), now)
             for s in self.carriers.values() if s.max_tps > 0

@@ -111,6 +111,11 @@ class SenderScheduler:
     def has_sender(self, number: str) -> bool:
         return number in self._senders
 
+    def sender_class(self, number: str) -> str | None:
+        """The class a known sender was registered with (None if unknown)."""
+        s = self._senders.get(number)
+        return s.cls if s is not None else None
+
     # -- queueing -------------------------------------------------------------------------
 
     def push(self, number: str, item: Any, segments: int, now: float) -> bool:

@@ -7,6 +7,7 @@ Owns the root handler and the line formats.
   handler on the root logger. Text: ``2024-05-01T12:00:00.123Z INFO gateway.smpp bound
   carrier=a window=64``; JSON (``--log-format json``): ``{"ts": ..., "level": ...,
   "logger": ..., "msg": ..., "carrier": "a", ...}`` via orjson.
+- ``set_level(level)`` changes the root level only (config reload), handler untouched.
 - ``log_event(logger, msg, level=logging.INFO, **fields)`` logs one event with structured
   fields (carrier, sid, status, error_code, ...). Plain ``logger.info("x %s", y)`` works too.
 - Exceptions (``exc_info``) stay on the same line: escaped in text, an ``exc`` field in JSON.
@@ -109,3 +110,10 @@ def setup(level: str | int = "info", fmt: str = "text", stream: TextIO | None = 
     root.addHandler(handler)
     root.setLevel(lvl)
     return handler
+
+
+def set_level(level: str) -> None:
+    """Change the process log level (a name from ``LEVELS``, any case) at run time."""
+    if level.lower() not in LEVELS:
+        raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
+    logging.getLogger().setLevel(LEVELS[level.lower()])

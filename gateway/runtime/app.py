@@ -13,6 +13,9 @@ finishes in-flight requests → links unbind once in-flight responses are in (bo
 status callbacks get a bounded grace period → the store flushes and closes. Nothing
 accepted is lost: what was not sent stays ``queued`` in the store.
 
+Reload (SIGHUP or ``reload()``): ``runtime.reload`` re-reads and validates the config
+file and applies what can change live; an invalid file changes nothing.
+
 This class is also the API's ``ApiContext`` (``gateway.api.context``).
 """
 
@@ -42,6 +45,7 @@ from gateway.runtime.dispatcher import Dispatcher
 from gateway.runtime.inbound import Inbound
 from gateway.runtime.messaging import Messaging
 from gateway.runtime.numbers import NumberRegistry
+from gateway.runtime.reload import Reloader, ReloadResult
 from gateway.runtime.voice import VoiceService
 from gateway.runtime.webhooks import WebhookSender
 from gateway.store import open_store
@@ -169,11 +173,19 @@ class Gateway:
         outer.cancel_scope.cancel()
 
     async def _signals(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
+        """SIGTERM/SIGINT: drain and stop; SIGHUP: ``reload()`` (not once stopping)."""
+        self._reloader = Reloader(self)     # sets the config-load metrics
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
             task_status.started()
-            async for _ in sigs:
-                self.stop()
-                return
+            async for sig in sigs:
+                if sig != signal.SIGHUP:
+                    self.stop()
+                elif not self._stopping.is_set():
+                    self.nursery.start_soon(self.reload)
+
+    async def reload(self) -> ReloadResult:
+        """SIGHUP's entry point (``runtime.reload``): ``.ok`` False = file invalid, unchanged."""
+        return await self._reloader.reload()
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 only while the event loop runs on time and the store commits."""

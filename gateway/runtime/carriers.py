@@ -9,6 +9,12 @@ Rules:
   start; ``traffic_share`` is each carrier's part of the accepted submits of the last
   ``SHARE_WINDOW_S`` seconds (``RecentCounts``: one-second buckets in a ring, O(1) and no
   allocation per submit; a read sums the ring), 0.0 for all when nothing was sent then.
+- Config reload (``reconfigure``, from ``runtime.reload``): router, weights, caps and
+  health thresholds change in place; an unchanged carrier keeps its bind. A removed
+  carrier leaves the router at once and its link closes after its in-flight window is
+  answered (what is lost then is re-queued by the dispatcher and goes elsewhere); a
+  carrier whose connection settings (``REBIND_KEYS``) changed is closed the same way and
+  bound again with a fresh health record; a new carrier gets a link at once.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ class RecentCounts:
         self._counts = {k: array("q", bytes(8 * self.window)) for k in keys}
         self._seconds = {k: array("q", [-1] * self.window) for k in keys}
 
+    def add_key(self, key) -> None:
+        if key not in self._counts:
+            self._counts[key] = array("q", bytes(8 * self.window))
+            self._seconds[key] = array("q", [-1] * self.window)
+
     def add(self, key, now: float, n: int = 1) -> None:
         sec = int(now)
         i = sec % self.window
@@ -70,6 +81,36 @@ def health_config(settings) -> HealthConfig:
     return HealthConfig(**values)
 
 
+def apply_health_config(h: CarrierHealth, cfg: HealthConfig, now: float) -> None:
+    """New thresholds, weights and windows for a live health record (its history stays)."""
+    h.cfg = cfg
+    h._quick_latency = cfg.latency_floor * cfg.latency_ok_ratio
+    for d in (h._ok, h._err, h._timeout, h._throttle):
+        d.tau = cfg.window_s
+    h._lat_fast_sum.tau = h._lat_fast_n.tau = cfg.latency_fast_s
+    h._lat_base_sum.tau = h._lat_base_n.tau = cfg.latency_baseline_s
+    h._dlr_ok.tau = h._dlr_all.tau = cfg.dlr_window_s
+    h._opt_ok.tau = h._opt_all.tau = cfg.options_window_s
+    b = h.breaker
+    b.open_below, b.close_above = cfg.open_below, cfg.close_above
+    b.cooldown, b.cooldown_max = cfg.cooldown_s, cfg.cooldown_max_s
+    b.stable_after, b.probe_rate = cfg.stable_after_s, cfg.probe_rate
+    b.probes_to_close, b.ramp_s, b.ramp_floor = cfg.probes_to_close, cfg.ramp_s, cfg.ramp_floor
+    b.probe_bucket.set_rate(cfg.probe_rate, 1.0, now)
+    h._cache_at = float("-inf")
+
+
+#: SMPP keys whose change needs a new bind; the others apply at once (``max_tps``,
+#: ``split``) or at the link's next bind (window, timers)
+REBIND_KEYS = ("host", "port", "system_id", "password", "tls", "bind", "system_type")
+
+
+def needs_rebind(old, new) -> bool:
+    if old is None or new is None:
+        return old is not new
+    return any(getattr(old, k) != getattr(new, k) for k in REBIND_KEYS)
+
+
 def _status_label(status: int) -> str:
     """A bounded label value for a command_status: known names, else "vendor"/"other"."""
     if status == 0:
@@ -91,6 +132,9 @@ class Carriers:
         }
         self.router = Router(settings.routes, settings.carriers, settings.routing.prefer_margin)
         self.links: dict[str, SmppLink] = {}
+        self._handler = None          # the links' handler and cluster gate (build_links)
+        self._gate = None
+        self._retiring: set[str] = set()   # removed by a reload, link still closing
         #: cluster hook ``(carrier, now) -> bool``: may this gateway submit on that bind now
         self.may_send = None
         self.by_name = {c.name: c for c in settings.carriers}
@@ -105,12 +149,93 @@ class Carriers:
     def build_links(self, handler) -> None:
         # cluster: on a Redis-backed gateway a link binds only while it holds a bind lease
         cluster = getattr(getattr(handler, "gw", None), "cluster", None)
-        gate = getattr(cluster, "bind_gate", None)
+        self._gate = getattr(cluster, "bind_gate", None)
+        self._handler = handler
         self.may_send = getattr(cluster, "may_send", None)
         for c in self.settings.carriers:
             if getattr(c, "smpp", None) is not None:
-                self.links[c.name] = SmppLink(c.name, c.smpp, handler, metrics=self.metrics)
-                self.links[c.name].gate = gate   # cluster: None = always
+                self.links[c.name] = self._make_link(c)
+
+    def _make_link(self, c) -> SmppLink:
+        link = SmppLink(c.name, c.smpp, self._handler, metrics=self.metrics)
+        link.gate = self._gate   # cluster: None = always
+        return link
+
+    # -- config reload ----------------------------------------------------------------------
+    def reconfigure(self, settings, nursery, links: bool = True) -> list[str]:
+        """Apply ``settings`` (already validated): synchronous, one step for the event
+        loop; link closes and binds run as tasks in ``nursery``. Returns what changed,
+        one phrase per carrier, for the log. ``links=False`` (cluster: bind leases are
+        fixed at start) leaves every link as it is: such changes need a restart."""
+        now = trio.current_time()
+        old, new = self.by_name, {c.name: c for c in settings.carriers}
+        self.router.update(settings.routes, settings.carriers, settings.routing.prefer_margin,
+                           now)
+        cfg = health_config(settings)
+        for h in self.healths.values():
+            apply_health_config(h, cfg, now)
+        changes = []
+        for name, c in new.items():
+            prev = None if name in self._retiring else old.get(name)
+            if prev is None:
+                self._retiring.discard(name)        # back while its old link closes
+                self._add(c, cfg, now)
+                if not links:
+                    changes.append(f"{name}: added, link needs restart")
+                else:
+                    changes.append(f"{name}: added")
+                    if getattr(c, "smpp", None) is not None and self._handler is not None:
+                        link = self.links[name] = self._make_link(c)
+                        nursery.start_soon(link.run)
+            elif needs_rebind(prev.smpp, c.smpp) and not links:
+                changes.append(f"{name}: connection settings need restart")
+            elif needs_rebind(prev.smpp, c.smpp):
+                changes.append(f"{name}: rebind")
+                nursery.start_soon(self._rebind, c, self.links.pop(name, None), cfg)
+            else:
+                link = self.links.get(name)
+                if link is not None:
+                    link.cfg = c.smpp   # window/timers: next bind; close() uses it now
+                if prev != c:
+                    changes.append(f"{name}: updated")
+        for name in old:
+            if name not in new and name not in self._retiring:
+                changes.append(f"{name}: removed" + ("" if links else ", link needs restart"))
+                if links:
+                    self._retiring.add(name)
+                    nursery.start_soon(self._retire, name, self.links.pop(name, None))
+        self.settings = settings
+        self.by_name = {**old, **new}   # retiring ones stay known until closed
+        return changes
+
+    def _add(self, c, cfg: HealthConfig, now: float) -> None:
+        self.healths[c.name] = CarrierHealth(c.name, cfg, now)
+        self._breaker[c.name] = self.healths[c.name].breaker_state(now)
+        self.sent_by.setdefault(c.name, 0)
+        self.recent.add_key(c.name)
+
+    async def _retire(self, name: str, link: SmppLink | None) -> None:
+        """Close a removed carrier's link once its window is answered, then forget it."""
+        if link is not None:
+            await link.close()
+        log.info("carrier removed carrier=%s", name)
+        if self.settings.carrier(name) is None:
+            self._retiring.discard(name)
+            for d in (self.healths, self._breaker, self.sent_by, self.by_name):
+                d.pop(name, None)
+
+    async def _rebind(self, c, link: SmppLink | None, cfg: HealthConfig) -> None:
+        """Connection settings changed: close the old bind gracefully, bind anew."""
+        if link is not None:
+            await link.close()
+        cur = self.by_name.get(c.name)
+        if cur is None or cur.smpp != c.smpp or c.name in self._retiring or \
+                c.name in self.links:
+            return                  # changed or removed again meanwhile: that reload wins
+        self._add(c, cfg, trio.current_time())   # new endpoint: fresh health record
+        new = self.links[c.name] = self._make_link(c)
+        log.info("carrier rebinding carrier=%s", c.name)
+        await new.run()
 
     def free_slots(self) -> int:
         may_send = self.may_send
@@ -134,7 +259,9 @@ class Carriers:
 
     def on_submit_resp(self, name: str, latency: float, status: int) -> None:
         now = trio.current_time()
-        h = self.healths[name]
+        h = self.healths.get(name)
+        if h is None:               # a carrier removed by a reload, answering late
+            return
         h.on_submit_resp(latency, status, now)
         if status == 0:
             self.sent_by[name] += 1

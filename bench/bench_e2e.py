@@ -21,7 +21,8 @@ API create p50/p99 with an open-loop load at half the end-to-end peak.
 Rules: 127.0.0.1 only; bounded (default N=5000, --time-limit 120 s for the whole run);
 processes are stopped by PID (SIGTERM, then SIGKILL after 5 s); temp dir removed.
 Helpers here (free_port, Proc, http_json, cpu_s) are reused by bench/bench_reroute.py.
-Usage: python bench/bench_e2e.py [--n 5000] [--c 64] [--senders 100] [--time-limit 120]
+Usage: python bench/bench_e2e.py [--n 5000] [--c 64] [--rate 0] [--senders 100] [--time-limit 120]
+       [--pyspy FILE]  (py-spy raw samples of the gateway from load start to last callback)
 """
 
 from __future__ import annotations
@@ -291,9 +292,15 @@ def run_bench(a) -> int:
         except TimeoutError:
             print(gw.tail(), file=sys.stderr)
             raise
+        spy = None
+        if a.pyspy:   # sampling profile of the gateway during the closed-loop load only
+            spy = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"),
+                                    "record", "-p", str(gw.pid), "-r", "200", "-f", "raw", "--gil",
+                                    "-o", os.path.abspath(a.pyspy), "-d", "120"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = {p.name: cpu_s(p.pid) for p in procs}
         res = load(api_port, a.token, sink_url + "/status", a.n, a.c, min(left(), 90),
-                   senders=a.senders, first=a.first)
+                   rate=a.rate, senders=a.senders, first=a.first)
         acc = res["accepted"]
         # SMSC submits: poll the control port for the first/last submit times
         t_sub0 = t_sub1 = None
@@ -311,12 +318,19 @@ def run_bench(a) -> int:
         except TimeoutError:
             completed = False
         cpu1 = {p.name: cpu_s(p.pid) for p in procs}
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)    # py-spy writes its file on SIGINT
+            try:
+                spy.wait(15)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait(5)
         smsc, sk = http_json(ctl + "/stats"), http_json(sink_url + "/stats")
         end = max(x for x in (t_sub1, sk["last"], res["end"]) if x)
         gw_cpu = cpu1["gateway"] - cpu0["gateway"]
         rate = lambda n, t0, t1: round(n / (t1 - t0), 1) if n and t0 and t1 and t1 > t0 else None  # noqa
         e2e = rate(acc, res["start"], end)
-        print(f"bench_e2e: N={a.n} C={a.c} senders={a.senders} window={a.window} codec="
+        print(f"bench_e2e: N={a.n} C={a.c}{f' rate={a.rate:g}/s' if a.rate else ''} senders={a.senders} window={a.window} codec="
               f"{http_json(f'http://127.0.0.1:{api_port}/healthz').get('codec')}"
               f"{'' if completed else '  (INCOMPLETE)'}")
         print(f"  API accepted        {acc}/{a.n}  {rate(acc, res['start'], res['end'])} msg/s"
@@ -349,7 +363,8 @@ def main(argv=None) -> int:
     p.add_argument("--role", choices=("bench", "sink", "load"), default="bench")
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--c", type=int, default=64)
-    p.add_argument("--rate", type=float, default=0.0, help="load role: open loop msgs/s")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="open loop msgs/s instead of C workers (same batching in A/B runs)")
     p.add_argument("--senders", type=int, default=100)
     p.add_argument("--from", dest="first", type=int, default=20100)
     p.add_argument("--window", type=int, default=128)
@@ -362,6 +377,9 @@ def main(argv=None) -> int:
     p.add_argument("--bodies", action="store_true", help="load role: report accepted bodies")
     p.add_argument("--profile", default="", metavar="FILE",
                    help="run the gateway under cProfile, pstats to FILE (slows it down)")
+    p.add_argument("--pyspy", default="", metavar="FILE",
+                   help="py-spy record (raw, 200 Hz, GIL holder only: a CPU proxy) the gateway, "
+                   "load start to last callback")
     a = p.parse_args(argv)
     if a.role == "sink":
         run_sink()

@@ -12,6 +12,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -62,6 +63,7 @@ def integer(
     return n
 
 
+@functools.lru_cache(maxsize=1024)      # callback URLs repeat on every create
 def is_http_url(url: str) -> bool:
     try:
         parts = urlsplit(url)

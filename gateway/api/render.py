@@ -25,14 +25,23 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+_RFC2822_LAST: list = [None, None]      # [whole second, its text]: most dates are "now"
+
+
 def rfc2822(ts: float | None) -> str | None:
     if ts is None:
         return None
+    sec = int(ts // 1)          # gmtime's second (it floors)
+    last = _RFC2822_LAST
+    if last[0] == sec:
+        return last[1]
     t = time.gmtime(ts)
-    return (
+    text = (
         f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
     )
+    last[0], last[1] = sec, text
+    return text
 
 
 def iso8601(ts: float | None) -> str | None:

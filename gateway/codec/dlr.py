@@ -115,19 +115,6 @@ class Receipt:
 _STANDARD = re.compile(
     r"id:(\S*) sub:(\S*) dlvrd:(\S*) submit date:(\d*) done date:(\d*) stat:(\S*) err:(\S*)"
     r"(?: [Tt]ext:(.*))?\Z", re.S)
-_STANDARD_KEYS = ("id", "sub", "dlvrd", "submit date", "done date", "stat", "err", "text")
-
-
-def _text_fields(body: str) -> dict[str, str]:
-    m = _STANDARD.match(body)
-    if m is not None:
-        fields = dict(zip(_STANDARD_KEYS, m.groups(), strict=True))
-        if fields["text"] is None:
-            del fields["text"]
-        else:
-            fields["text"] = fields["text"].strip()
-        return fields
-    return _scan_fields(body)
 
 
 def _scan_fields(body: str) -> dict[str, str]:
@@ -170,21 +157,26 @@ def parse(short_message: bytes, tlvs: dict | None) -> Receipt | None:
         body = raw
     else:
         body = bytes(raw or b"").decode("latin-1")
-    fields = _text_fields(body)
-
-    message_id = fields.get("id", "")
+    m = _STANDARD.match(body)
+    if m is not None:        # the usual layout: no dict of fields
+        message_id, _, _, submit_date, done_date, stat, err, text = m.groups()
+        text = text.strip() if text is not None else ""
+    else:
+        fields = _scan_fields(body)
+        message_id = fields.get("id", "")
+        submit_date, done_date = fields.get("submit date"), fields.get("done date")
+        stat, err, text = fields.get("stat", ""), fields.get("err", ""), fields.get("text", "")
     if tlvs.get(TLV_RECEIPTED_MESSAGE_ID) not in (None, b"", ""):
         message_id = _as_str(tlvs[TLV_RECEIPTED_MESSAGE_ID])
     if not message_id:
         return None
 
-    stat = fields.get("stat", "").upper()
+    stat = stat.upper()
     stat = _STAT_ALIASES.get(stat, stat)
     state = _as_int(tlvs.get(TLV_MESSAGE_STATE))
     if state is not None:
         stat = MESSAGE_STATES.get(state, "UNKNOWN")
 
-    err = fields.get("err", "")
     nec = tlvs.get(TLV_NETWORK_ERROR_CODE)
     if isinstance(nec, int):
         nec = nec.to_bytes(3, "big")
@@ -193,12 +185,8 @@ def parse(short_message: bytes, tlvs: dict | None) -> Receipt | None:
     if nec and len(nec) == 3:
         err = f"{int.from_bytes(nec[1:], 'big'):03d}"
 
-    return Receipt(
-        message_id=message_id, stat=stat, err=err,
-        submit_date=fields.get("submit date") or None,
-        done_date=fields.get("done date") or None,
-        text=fields.get("text", ""), message_state=state, network_error_code=nec or None,
-    )
+    return Receipt(message_id, stat, err, submit_date or None, done_date or None, text, state,
+                   nec or None)
 
 
 def parse_date(value: str | None) -> tuple[int, int, int, int, int, int] | None:

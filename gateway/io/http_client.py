@@ -164,6 +164,16 @@ class HttpClient:
         self._next_sweep = 0.0
         self._urls: dict[str, tuple[str, str, int, str, str]] = {}
 
+    def parse_url(self, url: str) -> tuple[str, str, int, str, str]:
+        """``_parse_url(url)``, cached (webhook URLs repeat); ProtocolError if bad."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = _parse_url(url)
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            self._urls[url] = parsed
+        return parsed
+
     @property
     def ssl_context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
@@ -176,13 +186,7 @@ class HttpClient:
                       total_timeout: float | None = None,
                       max_body: int | None = None) -> ClientResponse:
         lim = self.limits
-        parsed = self._urls.get(url)
-        if parsed is None:
-            parsed = _parse_url(url)
-            if len(self._urls) >= 1024:
-                self._urls.clear()
-            self._urls[url] = parsed
-        scheme, host, port, target, host_hdr = parsed
+        scheme, host, port, target, host_hdr = self.parse_url(url)
         hdr_items = list(headers.items()) if isinstance(headers, dict) else (headers or [])
         names = {k.lower() for k, _ in hdr_items}
         head = [f"{method} {target} HTTP/1.1\r\n"]
@@ -329,7 +333,7 @@ class HttpClient:
         recv_size = self.limits.recv_size
         while True:
             try:
-                data = await conn.recv(recv_size)
+                data = await conn.recv(recv_size, not got_any)
             except _NET_ERRORS as exc:
                 if conn.reused and not got_any:
                     raise _Stale() from exc

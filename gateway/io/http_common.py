@@ -2,10 +2,10 @@
 
 Owns: the Request/Response value types the API handlers see, the client error
 hierarchy (HttpClientError and its subclasses), response serialization with the
-cached Date header, the raw non-blocking socket helpers both sides use
-(sock_recv/sock_send_all/sock_close/open_socket), and the client's per-connection
-and per-response state (ClientConnection, ResponseState). Connection policy (limits,
-timeouts, pooling) lives in http_server.py and http_client.py.
+cached Date header, and the client's per-connection and per-response state
+(ClientConnection, ResponseState). Connection policy (limits, timeouts, pooling) lives
+in http_server.py and http_client.py; the raw socket helpers (sock_recv,
+sock_send_all, ...) in sockio.py, re-exported here.
 
 Rules: header names in Request.headers are lower-case str (latin-1), repeats joined
 with ", ". Response headers are (name, value) pairs; the server adds Date,
@@ -15,7 +15,6 @@ with CR or LF are refused (ValueError) to prevent response splitting.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from email.utils import formatdate
@@ -26,11 +25,19 @@ import httptools
 import orjson
 import trio
 
+from gateway.io.sockio import (  # re-exported: the server's and client's socket I/O
+    open_socket,
+    sock_close,
+    sock_recv,
+    sock_recv_reply,
+    sock_send_all,
+)
+
 __all__ = [
     "Request", "Response", "HttpClientError", "ConnectError", "ConnectTimeout",
     "ReadTimeout", "TotalTimeout", "BodyTooLarge", "BlockedAddress", "ProtocolError",
-    "http_date", "status_line", "parse_qs", "sock_recv", "sock_send_all", "sock_close",
-    "error_bytes", "serialize_response", "ResponseState", "ClientConnection", "open_socket",
+    "http_date", "status_line", "parse_qs", "sock_recv", "sock_recv_reply", "sock_send_all",
+    "sock_close", "error_bytes", "serialize_response", "ResponseState", "ClientConnection", "open_socket",
 ]
 
 
@@ -96,11 +103,26 @@ def status_line(status: int) -> bytes:
 
 
 # ---------------------------------------------------------------- request/response
+_HEXDIGITS = "0123456789abcdefABCDEF"
+#: "%XX" escapes of ASCII characters, any case of the hex digits
+_ASCII_ESCAPES = {a + b: chr(int(a + b, 16)) for a in _HEXDIGITS for b in _HEXDIGITS
+                  if int(a + b, 16) < 0x80}
+
+
 def _unquote_plus(s: str) -> str:
     s = s.replace("+", " ")
     if "%" not in s:
         return s
-    return unquote_to_bytes(s).decode("utf-8", "replace")
+    parts = s.split("%")
+    out = [parts[0]]
+    esc = _ASCII_ESCAPES
+    for part in parts[1:]:
+        c = esc.get(part[:2])
+        if c is None:           # a non-ASCII byte or a malformed escape: the general way
+            return unquote_to_bytes(s).decode("utf-8", "replace")
+        out.append(c)
+        out.append(part[2:])
+    return "".join(out)
 
 
 def parse_qs(s: str) -> dict[str, list[str]]:
@@ -231,54 +253,6 @@ def serialize_response(resp: Response, conn_hdr: str, head_only: bool) -> bytes:
     return head + body
 
 
-# ---------------------------------------------------------------- raw socket I/O
-# The server and the plain-HTTP client drive stdlib non-blocking sockets through
-# trio.lowlevel directly: same checkpoint semantics as trio.SocketStream (a
-# cancellation point on every call, a yield even when data is ready) at a fraction
-# of its per-call cost. Errors surface as OSError or trio.ClosedResourceError.
-
-async def sock_recv(sock: socket.socket, n: int) -> bytes:
-    await trio.lowlevel.checkpoint_if_cancelled()
-    try:
-        data = sock.recv(n)
-    except BlockingIOError:
-        while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                return sock.recv(n)
-            except BlockingIOError:
-                pass
-    await trio.lowlevel.cancel_shielded_checkpoint()
-    return data
-
-
-async def sock_send_all(sock: socket.socket, data: bytes) -> None:
-    """Send everything. A cancellation point, but when the kernel takes the whole
-    buffer at once it does not yield: every caller's loop yields in sock_recv next,
-    which saves one scheduler round per request/response."""
-    await trio.lowlevel.checkpoint_if_cancelled()
-    try:
-        sent = sock.send(data)
-    except BlockingIOError:
-        sent = 0
-    if sent == len(data):
-        return
-    view = memoryview(data)[sent:]
-    while view:
-        await trio.lowlevel.wait_writable(sock)
-        try:
-            view = view[sock.send(view):]
-        except BlockingIOError:
-            pass
-
-
-def sock_close(sock: socket.socket) -> None:
-    """Close, waking any task blocked on this socket (it gets ClosedResourceError)."""
-    if sock.fileno() >= 0:
-        trio.lowlevel.notify_closing(sock)
-        sock.close()
-
-
 # ---------------------------------------------------------------- client wire state
 class ResponseState:
     """httptools response callbacks for one response (used by the client)."""
@@ -347,9 +321,10 @@ class ClientConnection:
         else:
             await self.tls.send_all(data)
 
-    async def recv(self, n: int) -> bytes:
+    async def recv(self, n: int, reply: bool = False) -> bytes:
+        """Up to ``n`` bytes; ``reply``: the first read after sending a request."""
         if self.tls is None:
-            return await sock_recv(self.sock, n)
+            return await (sock_recv_reply if reply else sock_recv)(self.sock, n)
         return await self.tls.receive_some(n)
 
     def close(self) -> None:
@@ -357,22 +332,3 @@ class ClientConnection:
             self.tls.transport_stream.socket.close()
         else:
             sock_close(self.sock)
-
-
-async def open_socket(family: int, sockaddr) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.connect(sockaddr)
-        except BlockingIOError:
-            pass
-        await trio.lowlevel.wait_writable(sock)
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            raise OSError(err, os.strerror(err))
-        return sock
-    except BaseException:
-        sock_close(sock)
-        raise

@@ -23,7 +23,6 @@ from gateway.io.http_client import (
     _NET_ERRORS,
     ClientResponse,
     HttpClient,
-    _parse_url,
     _Stale,
     _Timer,
 )
@@ -58,13 +57,14 @@ class _Responses(ResponseState):
 
 
 def _payload(method: str, target: str, host_hdr: str, headers, body: bytes) -> bytes:
-    head = [f"{method} {target} HTTP/1.1\r\nHost: {host_hdr}\r\n"]
-    for k, v in headers:
-        if "\n" in k or "\r" in k or "\n" in v or "\r" in v:
-            raise ProtocolError(f"CR/LF in request header {k!r}")
-        head.append(f"{k}: {v}\r\n")
-    head.append(f"Content-Length: {len(body)}\r\n\r\n")
-    return "".join(head).encode("latin-1") + body
+    lines = "".join([f"{k}: {v}\r\n" for k, v in headers])
+    n = len(headers)
+    if lines.count("\n") != n or lines.count("\r") != n:     # CR/LF inside a name or value
+        for k, v in headers:
+            if "\n" in k or "\r" in k or "\n" in v or "\r" in v:
+                raise ProtocolError(f"CR/LF in request header {k!r}")
+    return (f"{method} {target} HTTP/1.1\r\nHost: {host_hdr}\r\n{lines}"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
 
 
 async def request_many(
@@ -80,7 +80,7 @@ async def request_many(
     """Send ``requests`` (url, headers, body) pipelined on one connection of their
     common origin; see the module rules."""
     lim = client.limits
-    parsed = [_parse_url(url) for url, _, _ in requests]
+    parsed = [client.parse_url(url) for url, _, _ in requests]
     origin = parsed[0][:3]
     if any(p[:3] != origin for p in parsed):
         raise ValueError("request_many needs one origin")
@@ -132,9 +132,11 @@ async def _roundtrips(client: HttpClient, conn, data: bytes, n: int, timer: _Tim
         return [ProtocolError(f"send failed: {exc}")] * n, False
     recv_size = client.limits.recv_size
     error: HttpClientError | None = None
+    first = True
     while len(state.out) < n:
         try:
-            chunk = await conn.recv(recv_size)
+            chunk = await conn.recv(recv_size, first)
+            first = False
         except _NET_ERRORS as exc:
             if conn.reused and not state.out:
                 raise _Stale() from exc

@@ -12,7 +12,8 @@ Rules:
 - Over max_connections a new connection gets 503 and is closed.
 - Timeouts: header_timeout from the first byte of a request (and for the first
   request of a new connection), body_timeout from headers complete, idle_timeout
-  between keep-alive requests. A request that times out mid-way gets 408.
+  between keep-alive requests (it may end up to min(1 s, idle_timeout/32) early: the
+  deadline is not moved for less). A request that times out mid-way gets 408.
 - HTTP/1.0 closes after the response unless it asked for keep-alive; ``Connection:
   close`` is honoured. The server sets Date, Content-Length and Connection.
 Error handling: a handler exception becomes a bare 500 (no traceback leaves the
@@ -37,6 +38,7 @@ from gateway.io.http_common import (
     serialize_response,
     sock_close,
     sock_recv,
+    sock_recv_reply,
     sock_send_all,
 )
 
@@ -49,6 +51,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 _NET_ERRORS = (OSError, trio.ClosedResourceError, trio.BrokenResourceError)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _INTERNAL_ERROR = Response.text("Internal Server Error", 500)
+_NAMES: dict[bytes, str] = {}       # raw header name -> lower-case str (first 512 seen)
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,11 @@ class _Conn:
         self.hdr_bytes += len(name) + len(value) + 4
         if self.hdr_bytes > self.limits.max_header_bytes:
             self._fail(431)
-        key = name.decode("latin-1").lower()
+        key = _NAMES.get(name)
+        if key is None:
+            key = name.decode("latin-1").lower()
+            if len(_NAMES) < 512:
+                _NAMES[name] = key
         val = value.decode("latin-1")
         old = self.headers.get(key)
         self.headers[key] = val if old is None else f"{old}, {val}"
@@ -269,6 +276,10 @@ class HttpServer:
         idle_since = trio.current_time()
         idle_timeout = limits.header_timeout        # first request of a connection
         recv_size = limits.recv_size
+        recv = sock_recv
+        # keep-alive: the idle deadline moves with every request; it is only moved when
+        # it would be off by more than this (a deadline change costs a heap update)
+        slack = min(1.0, limits.idle_timeout / 32)
         try:
             with trio.CancelScope() as scope:
                 conn.scope = scope
@@ -281,8 +292,11 @@ class HttpServer:
                         if self.draining:
                             return
                         conn.idle = True
-                        scope.deadline = idle_since + idle_timeout
-                    data = await sock_recv(sock, recv_size)
+                        deadline = idle_since + idle_timeout
+                        if not deadline - slack <= scope.deadline <= deadline:
+                            scope.deadline = deadline
+                    data = await recv(sock, recv_size)
+                    recv = sock_recv
                     conn.idle = False
                     if not data:
                         return
@@ -308,6 +322,7 @@ class HttpServer:
                             return
                         idle_since = trio.current_time()
                         idle_timeout = limits.idle_timeout
+                        recv = sock_recv_reply      # the client's next request comes later
                     elif conn.error:
                         await self._send_error(sock, conn.error)
                         return

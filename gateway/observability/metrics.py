@@ -32,6 +32,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
 from prometheus_client import (
@@ -196,6 +197,10 @@ class Metrics:
         self.mo_reassembly_expired = Counter(
             "gateway_mo_reassembly_expired_total", "Multipart MO given up with parts missing",
             ["carrier"], registry=r)
+        self.mo_duplicates = Counter(
+            "gateway_mo_duplicates_total",
+            "Resent MO of one stored before its deliver_sm_resp was known sent: acked, "
+            "not stored again", ["carrier"], registry=r)
 
         # -- webhooks, voice, runtime ------------------------------------------------------
         self.webhook_retries = Counter(
@@ -212,6 +217,12 @@ class Metrics:
         self.watchdog_last_ok = Gauge(
             "gateway_watchdog_last_ok_timestamp_seconds", "Epoch time of the last WATCHDOG=1",
             registry=r)
+        self.config_reloads = Counter(
+            "gateway_config_reload_total", "Config reloads (SIGHUP) by result (ok|error)",
+            ["result"], registry=r)
+        self.config_last_reload_ok = Gauge(
+            "gateway_config_last_reload_success_timestamp_seconds",
+            "Epoch time of the last successful config load (start or reload)", registry=r)
 
         r.register(_ScrapeCollector(self))
         if process:
@@ -252,13 +263,77 @@ class Metrics:
 
 
 def labelled(metric) -> Callable[..., object]:
-    """A cached ``metric.labels(*values)`` for hot paths (label lookup costs ~1 µs)."""
+    """A cached ``metric.labels(*values)`` for hot paths (label lookup costs ~1 µs).
+
+    Counter and Histogram children come back as lean stand-ins (``inc`` / ``observe``
+    only, about 5x cheaper) that update the prometheus_client child's values in place,
+    without its lock: use them from the event loop's thread only. Other kinds (and a
+    multiprocess-mode prometheus_client) get the real child."""
     cache: dict[tuple, object] = {}
 
     def child(*values):
         c = cache.get(values)
         if c is None:
-            c = cache[values] = metric.labels(*values)
+            c = cache[values] = _lean(metric.labels(*values))
         return c
 
     return child
+
+
+class _LeanCounter:
+    __slots__ = ("_v",)
+
+    def __init__(self, value) -> None:
+        self._v = value
+
+    def inc(self, amount: float = 1) -> None:
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        self._v._value += amount
+
+
+class _LeanHistogram:
+    __slots__ = ("_sum", "_buckets", "_bounds")
+
+    def __init__(self, child) -> None:
+        self._sum = child._sum
+        self._buckets = child._buckets
+        self._bounds = child._upper_bounds
+
+    def observe(self, amount: float) -> None:
+        self._sum._value += amount
+        if amount == amount:        # NaN lands in no bucket (as prometheus_client)
+            self._buckets[bisect_left(self._bounds, amount)]._value += 1
+
+    def observe_many(self, amount: float, n: int) -> None:
+        self._sum._value += amount * n
+        if amount == amount:
+            self._buckets[bisect_left(self._bounds, amount)]._value += n
+
+
+def _plain(value) -> bool:
+    """A single-process prometheus_client value (a float behind a lock)."""
+    return type(value).__name__ == "MutexValue" and isinstance(getattr(value, "_value", None), float)
+
+
+def _lean(child):
+    try:
+        if isinstance(child, Counter) and _plain(child._value):
+            return _LeanCounter(child._value)
+        if (isinstance(child, Histogram) and _plain(child._sum)
+                and all(_plain(b) for b in child._buckets)
+                and len(child._upper_bounds) == len(child._buckets)):
+            return _LeanHistogram(child)
+    except AttributeError:          # another prometheus_client layout: the real child
+        pass
+    return child
+
+
+def observe_many(child, value: float, n: int) -> None:
+    """``child.observe(value)`` ``n`` times (a batch of equal durations) as one update:
+    the same sum, count and buckets."""
+    if isinstance(child, _LeanHistogram):
+        child.observe_many(value, n)
+    else:
+        for _ in range(n):
+            child.observe(value)

@@ -282,11 +282,13 @@ class Dispatcher:
         self.gw.count_dlr(carrier, status or "intermediate")
         if status is None:
             return codec.Status.ESME_ROK
-        sid = None
-        for mid in dlrmod.id_variants(receipt.message_id):
-            sid = self.by_carrier_id.get((carrier, mid))
-            if sid:
-                break
+        by_id = self.by_carrier_id
+        sid = by_id.get((carrier, receipt.message_id))    # the id as we got it: the usual case
+        if not sid:
+            for mid in dlrmod.id_variants(receipt.message_id):
+                sid = by_id.get((carrier, mid))
+                if sid:
+                    break
         if sid is None:
             self.gw.nursery.start_soon(self._dlr_lookup, carrier, receipt, status, code)
             return codec.Status.ESME_ROK

@@ -20,19 +20,14 @@ timer heap, not in a worker, so one dead endpoint never starves the others.
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import heapq
-import hmac
 import itertools
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import quote_plus
 
 import trio
 
@@ -40,7 +35,8 @@ from gateway.core import signature
 from gateway.core.ids import new_token
 from gateway.io.http_client import HttpClient, HttpClientError
 from gateway.io.http_pipeline import request_many
-from gateway.observability.metrics import labelled
+from gateway.observability.metrics import labelled, observe_many
+from gateway.runtime.webhook_encoding import form_encode, sign  # noqa: F401 (re-exported)
 from gateway.runtime.webhook_proc import RemoteHooks
 
 log = logging.getLogger("gateway.webhooks")
@@ -48,6 +44,7 @@ log = logging.getLogger("gateway.webhooks")
 PIPELINE_MAX = 32         # status callbacks written per connection per send
 RETRY_BASE_S = 0.5
 RETRY_CAP_S = 30.0
+_DEFAULT_POLICY = frozenset(("ct", "rt", "5xx"))     # what is retried without ``rp``
 
 
 @dataclass(slots=True)
@@ -93,29 +90,6 @@ def _origin(url: str) -> str | None:
     return url if end < 0 else url[:end]
 
 
-_SAFE = re.compile(r"[A-Za-z0-9_.\-~]*")
-
-
-def form_encode(params: list[tuple[str, str]]) -> bytes:
-    """``application/x-www-form-urlencoded`` as urlencode(), skipping quote() for the
-    common values that need no escaping (sids, statuses, digits)."""
-    safe = _SAFE.fullmatch
-    return "&".join(
-        (k if safe(k) else quote_plus(k)) + "=" + (v if safe(v) else quote_plus(v))
-        for k, v in params
-    ).encode()
-
-
-def sign(token: str, url: str, params: list[tuple[str, str]]) -> str:
-    """X-Twilio-Signature; the direct form when every name is unique (our own hooks),
-    else the general one (repeated names: sorted distinct values, as the library)."""
-    if len({k for k, _ in params}) != len(params):
-        return signature.compute_signature(token, url, params)
-    data = url + "".join(k + v for k, v in sorted(params))
-    mac = hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()
-    return base64.b64encode(mac).decode()
-
-
 def _retry_kind(exc: BaseException | None, status: int | None) -> str | None:
     """Classify a failure in Twilio's ``rp`` vocabulary (ct, rt, 5xx, 4xx)."""
     if exc is not None:
@@ -154,6 +128,7 @@ class WebhookSender:
         self.metrics = metrics
         self._queue: deque[Hook] = deque()
         self._idle = trio.lowlevel.ParkingLot()   # workers waiting for a hook
+        self._waking = 0          # workers unparked that have not run yet
         self._timers: list[tuple[float, int, Hook]] = []
         self._timer_wake = trio.Event()
         self._counter = itertools.count()
@@ -177,8 +152,15 @@ class WebhookSender:
     def _push(self, hook: Hook) -> None:
         self.pending += 1
         self._queue.append(hook)
-        if self._idle:
-            self._idle.unpark(count=1)     # one worker per hook, no thundering herd
+        self._wake()
+
+    def _wake(self) -> None:
+        """Unpark a worker when the ones already woken cannot take all that is queued
+        (each takes up to PIPELINE_MAX): a burst of N hooks wakes ~N/32 workers, not N
+        that mostly find the queue empty and park again."""
+        if self._idle and self._waking * PIPELINE_MAX < len(self._queue):
+            self._waking += 1
+            self._idle.unpark(count=1)
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -239,15 +221,20 @@ class WebhookSender:
         while True:
             while not queue:
                 await self._idle.park()
+                self._waking -= 1           # (an unparked task is not cancelled)
             hook = queue.popleft()
             origin = _origin(hook.url)
             if origin is None or not queue:
+                if queue:
+                    self._wake()            # what is left needs another worker
                 await self._attempt([hook])
                 continue
             # pipeline: the hooks queued right behind it for the same receiver
             batch = [hook]
             while queue and len(batch) < PIPELINE_MAX and _origin(queue[0].url) == origin:
                 batch.append(queue.popleft())
+            if queue:
+                self._wake()
             await self._attempt(batch)
 
     async def _attempt(self, hooks: list[Hook]) -> None:
@@ -267,31 +254,43 @@ class WebhookSender:
                 self.client, "POST", reqs, connect_timeout=ov.ct / 1000.0,
                 read_timeout=ov.rt / 1000.0, total_timeout=ov.tt / 1000.0,
             )
-        elapsed = (time.perf_counter() - t0) / len(hooks)
+        n = len(hooks)
+        elapsed = (time.perf_counter() - t0) / n
+        kind0 = hooks[0].kind
+        if all(h.kind == kind0 for h in hooks):     # one metric update per batch
+            if self._m_duration is not None:
+                observe_many(self._m_duration(kind0), elapsed, n)
+            ok = 0
+            for hook, res in zip(hooks, results, strict=True):
+                ok += self._outcome(hook, res)
+            if ok:
+                self._count(kind0, "ok", ok)
+            return
         for hook, res in zip(hooks, results, strict=True):
             self._observe(hook.kind, elapsed)
-            self._outcome(hook, res)
+            if self._outcome(hook, res):
+                self._count(hook.kind, "ok")
 
-    def _outcome(self, hook: Hook, res) -> None:
-        _, ov = _split(hook.url)
-        attempts = ov.rc + 1 if "rc" in ov.present else self.max_attempts
-        policy = ov.rp if "rp" in ov.present else {"ct", "rt", "5xx"}
+    def _outcome(self, hook: Hook, res) -> bool:
+        """Settle one attempt; True when it succeeded (the caller counts those)."""
         hook.attempt += 1
         if isinstance(res, HttpClientError):
             exc, status = res, None
         else:
             exc, status = None, res.status
-        kind = _retry_kind(exc, status)
+        kind = None if status is not None and status < 400 else _retry_kind(exc, status)
         outbox = self.outbox if hook.kind == "status" else None
         if kind is None:
             if outbox is not None:
                 outbox.done(hook)
             self.pending -= 1
             self.delivered += 1
-            self._count(hook.kind, "ok")
             if self.on_finish is not None:
                 self.on_finish(hook, True)
-            return
+            return True
+        _, ov = _split(hook.url)
+        attempts = ov.rc + 1 if "rc" in ov.present else self.max_attempts
+        policy = ov.rp if "rp" in ov.present else _DEFAULT_POLICY
         if (kind in policy or "all" in policy) and hook.attempt < attempts:
             self._count(hook.kind, "retry")
             if self._m_retries is not None:
@@ -299,7 +298,7 @@ class WebhookSender:
             delay = min(RETRY_CAP_S, RETRY_BASE_S * (2 ** (hook.attempt - 1)))
             heapq.heappush(self._timers, (trio.current_time() + delay, next(self._counter), hook))
             self._timer_wake.set()
-            return
+            return False
         if outbox is not None:
             outbox.done(hook)
         self.pending -= 1
@@ -311,6 +310,7 @@ class WebhookSender:
             "webhook failed kind=%s attempts=%d reason=%s",
             hook.kind, hook.attempt, exc.__class__.__name__ if exc else f"http {status}",
         )
+        return False
 
     async def _timer_loop(self) -> None:
         while True:
@@ -327,8 +327,7 @@ class WebhookSender:
                 continue
             _, _, hook = heapq.heappop(self._timers)
             self._queue.append(hook)
-            if self._idle:
-                self._idle.unpark(count=1)
+            self._wake()
 
     # -- request/response (inbound SMS, redirects) -------------------------------------
     async def call(self, hook: Hook) -> HookResult:

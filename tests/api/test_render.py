@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import time
 
 import pytest
 from hypothesis import given
@@ -18,6 +19,14 @@ def test_rfc2822_round_trips_through_email_utils(ts):
     assert text.endswith(" +0000")
     assert email.utils.parsedate_to_datetime(text).timestamp() == ts
     assert text == email.utils.formatdate(ts, usegmt=True).replace("GMT", "+0000")
+
+
+@given(st.lists(st.floats(min_value=-1e9, max_value=4.1e9), min_size=1, max_size=6))
+def test_rfc2822_cached_second_matches_gmtime(stamps):
+    """The last-second cache never answers for another second (fractions, negatives)."""
+    for ts in stamps + [s + 0.5 for s in stamps] + stamps:
+        t = time.gmtime(ts)
+        assert render.rfc2822(ts) == time.strftime("%a, %d %b %Y %H:%M:%S +0000", t)
 
 
 def test_known_dates():

@@ -75,3 +75,12 @@ async def test_refused_connection_fails_every_request_without_raising():
     with trio.fail_after(5):
         out = await request_many(HttpClient(), "POST", reqs)
     assert len(out) == 2 and all(isinstance(r, HttpClientError) for r in out)
+
+
+@pytest.mark.parametrize("hdr", [("X-A", "v\r\nX-Evil: 1"), ("X-A", "v\n"), ("X\rA", "v")])
+async def test_crlf_in_a_header_is_refused_before_sending(hdr):
+    client = HttpClient()
+    reqs = [("http://127.0.0.1:9/p", [("X-Ok", "1"), hdr], b"x")]
+    with trio.fail_after(5), pytest.raises(HttpClientError, match="CR/LF"):
+        await request_many(client, "POST", reqs)
+    await client.aclose()

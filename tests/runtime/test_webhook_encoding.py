@@ -36,3 +36,13 @@ def test_sign_repeated_names_uses_library_rule():
     expected = RequestValidator("tok").compute_signature(
         "https://e.com/", MultiDict({"A": ["2", "1"], "B": ["x"]}))
     assert sign("tok", "https://e.com/", pairs) == expected
+
+
+@given(st.text(max_size=100), st.binary(max_size=300))
+def test_hmac_sha1_matches_hmac(token, data):
+    """Precomputed pad states: same digest as hmac, also for tokens over 64 bytes."""
+    import hmac
+
+    from gateway.runtime.webhook_encoding import _hmac_sha1
+    assert _hmac_sha1(token, data) == hmac.digest(token.encode(), data, "sha1")
+    assert _hmac_sha1(token, data) == hmac.digest(token.encode(), data, "sha1")   # cached

@@ -20,6 +20,10 @@ Rules:
   ``StateDirectory=``), else to the current directory; ``load`` makes it absolute.
 - Numbers' ``type`` defaults from the number: 5-6 digits = short_code, +1 8XX toll-free
   area codes = toll_free, else long_code.
+- ``[[alpha_senders]]`` are alphanumeric sender IDs (send-only, never in
+  IncomingPhoneNumbers): their own table, not a ``type`` of ``[[numbers]]``, because
+  none of a number's inbound/voice keys apply and ``sender_id`` is not a number.
+  ``(account, sender_id)`` is unique, compared case-insensitively.
 - Dict-valued keys (``simulator.dlr_states``) are plain dicts: treat them as read-only.
 """
 
@@ -69,8 +73,14 @@ class StoreSettings:
 class SipSettings:
     listen: str = opt("127.0.0.1:5060", sc.hostport)
     accept_register: bool = opt(False)   # answer REGISTER 200 without storing (softphones)
+    allow_sip_dial: bool = opt(False)    # <Dial><Sip> may INVITE any SIP URI (SSRF: off)
     rtp_port_min: int = opt(10000, sc.between(0, 65535))
     rtp_port_max: int = opt(20000, sc.between(0, 65535))
+    # SIP over TLS (RFC 3261 §26): empty tls_listen = off. tls_cert resolves against the
+    # config file's directory, tls_key like secrets ($CREDENTIALS_DIRECTORY first).
+    tls_listen: str = opt("", sc.hostport_or_empty)
+    tls_cert: str = opt("")
+    tls_key: str = opt("")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +106,7 @@ class RateSettings:
     long_code: float = opt(1.0, sc.at_least(0.001))
     toll_free: float = opt(3.0, sc.at_least(0.001))
     short_code: float = opt(100.0, sc.at_least(0.001))
+    alphanumeric: float = opt(10.0, sc.at_least(0.001))   # Twilio: 10 MPS outside +1
     queue_hours: float = opt(10.0, sc.at_least(0.0))
 
     def rate(self, sender_class: str) -> float:
@@ -193,8 +204,10 @@ class SmppSettings:
 class SipTrunkSettings:
     host: str = opt("127.0.0.1", sc.nonempty)
     port: int = opt(5060, sc.port)
-    transport: str = opt("udp", sc.one_of("udp", "tcp"))
+    transport: str = opt("udp", sc.one_of("udp", "tcp", "tls"))
     options_interval: float = opt(30.0, sc.at_least(0.1))
+    tls_ca: str = opt("")           # PEM CA bundle to verify the trunk; "" = system CAs
+    tls_verify: bool = opt(True)    # false: no certificate check (lab trunks only)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,6 +243,15 @@ class NumberSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AlphaSenderSettings:
+    sender_id: str = req(sc.alpha_sender_id)
+    account: str = req(sc.sid("AC"))
+    friendly_name: str = opt("")
+    status_callback: str = opt("", sc.url)
+    prefixes: tuple[str, ...] = opt([], sc.prefix)   # destinations allowed; [] = all but +1
+
+
+@dataclass(frozen=True, kw_only=True)
 class MessagingServiceSettings:
     sid: str = req(sc.sid("MG"))
     account: str = req(sc.sid("AC"))
@@ -242,6 +264,7 @@ class MessagingServiceSettings:
     sms_fallback_url: str = opt("", sc.url)
     status_callback: str = opt("", sc.url)
     validity_period: int = opt(14400, sc.between(1, 36000))
+    alpha_sender: str = opt("")       # a sender_id of [[alpha_senders]] of the same account
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -259,6 +282,7 @@ class Settings:
     carriers: tuple[CarrierSettings, ...] = ()
     routes: tuple[RouteSettings, ...] = ()
     numbers: tuple[NumberSettings, ...] = ()
+    alpha_senders: tuple[AlphaSenderSettings, ...] = ()
     messaging_services: tuple[MessagingServiceSettings, ...] = ()
     source: str = field(default="", compare=False, metadata={"internal": True})
 
@@ -317,13 +341,31 @@ def _finish(s: Settings, config_dir: str, problems: list[str]) -> Settings:
             c = dataclasses.replace(c, smpp=smpp)
         carriers.append(c)
     store = _secret(s.store, "store", config_dir, problems)
+    sip, carriers = _sip_paths(s.sip, carriers, config_dir)
     if store.backend == "sqlite" and store.path != ":memory:":
         base = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or os.getcwd()
         store = dataclasses.replace(store, path=os.path.abspath(sc.resolve(store.path, base)))
     numbers = tuple(n if n.type else dataclasses.replace(n, type=sc.sender_class(n.number))
                     for n in s.numbers)
     return dataclasses.replace(s, accounts=accounts, carriers=tuple(carriers), store=store,
-                               numbers=numbers)
+                               numbers=numbers, sip=sip)
+
+
+def _sip_paths(sip: SipSettings, carriers: list, config_dir: str):
+    """Absolute SIP TLS file names: tls_cert and trunks' tls_ca against the config dir,
+    tls_key against $CREDENTIALS_DIRECTORY when set (systemd LoadCredential=)."""
+    if sip.tls_cert:
+        sip = dataclasses.replace(sip, tls_cert=sc.resolve(sip.tls_cert, config_dir))
+    if sip.tls_key:
+        key_dir = os.environ.get("CREDENTIALS_DIRECTORY") or config_dir
+        sip = dataclasses.replace(sip, tls_key=sc.resolve(sip.tls_key, key_dir))
+    out = []
+    for c in carriers:
+        if c.sip is not None and c.sip.tls_ca:
+            trunk = dataclasses.replace(c.sip, tls_ca=sc.resolve(c.sip.tls_ca, config_dir))
+            c = dataclasses.replace(c, sip=trunk)
+        out.append(c)
+    return sip, out
 
 
 # -- entry points ----------------------------------------------------------------------------

@@ -7,10 +7,14 @@ Owns: ``ApiApp(ctx).handle(request) -> response`` for the Twilio-compatible REST
 Rules:
 - Auth: HTTP Basic ``AccountSid:AuthToken``, token compared with
   ``hmac.compare_digest`` (also for unknown accounts, against a dummy, so timing tells
-  nothing). Missing/wrong -> 401, code 20003, ``WWW-Authenticate: Basic realm="Twilio
+  nothing), or an API key ``SK…:secret`` (``gateway.api.keys``), which acts as its
+  account. Missing/wrong -> 401, code 20003, ``WWW-Authenticate: Basic realm="Twilio
   API"``. ``/healthz`` and ``/metrics`` need no auth; ``/admin/*`` needs any account.
 - The account in the path must be the authenticated one; otherwise 404 (20404), the
-  same answer as for a resource that does not exist.
+  same answer as for a resource that does not exist. A key used on another account's
+  path -> 401/20003 (as a wrong secret). Routes with ``auth="main"``/``"main_any"``
+  (Account, Keys) take primary credentials only; a key there -> 401/20003, as
+  Twilio answers a Standard key.
 - Unknown path -> 404 (20404); known path, other method -> 405 (20004) with ``Allow``.
   HEAD is served as GET (the server drops the body).
 - More than ``ApiLimits.max_inflight_per_account`` concurrent requests of one account
@@ -30,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.api import recordings
+from gateway.api import accounts, conferences, keys, queues, recordings
 from gateway.api.calls import CallsResource
 from gateway.api.context import ApiContext, ApiLimits
 from gateway.api.messages import MessagesResource
@@ -50,6 +54,9 @@ _AC = r"(?P<account>AC[0-9a-fA-F]{32})"
 _BASE = r"^/2010-04-01/Accounts/" + _AC
 _DUMMY_TOKEN = "\x00" * 32
 REALM_HEADER = ("WWW-Authenticate", 'Basic realm="Twilio API"')
+_PATH_ACCOUNT = frozenset({"account", "main"})     # route auth modes with {AccountSid}
+_MAIN_ONLY = frozenset({"main", "main_any"})       # primary credentials only
+_KEY_REFUSED = "Authentication Error - invalid username"   # Twilio's, Standard key on /Accounts
 
 
 def _route_name(pattern: str) -> str:
@@ -98,6 +105,10 @@ class ApiApp:
         self.route(_BASE + r"/Calls/(?P<sid>[^/]+)\.json$",
                    {"GET": calls.fetch, "POST": calls.update})
         recordings.register(self, ctx)
+        conferences.register(self, ctx)
+        queues.register(self, ctx)
+        self.keys = keys.register(self, ctx, _BASE)
+        accounts.register(self, ctx, _BASE)
         self.route(r"^/v1/Services/?$", {"GET": svcs.list}, auth="any")
         self.route(r"^/v1/Services/(?P<sid>[^/]+)/?$", {"GET": svcs.fetch}, auth="any")
 
@@ -105,7 +116,9 @@ class ApiApp:
               auth: str | None = "account", name: str | None = None) -> None:
         """Register a route. Handlers are called ``handler(req, account, **groups)``
         (``account`` omitted when ``auth`` is None). With ``auth="account"`` the pattern
-        must have an ``(?P<account>…)`` group that has to match the credentials.
+        must have an ``(?P<account>…)`` group that has to match the credentials;
+        ``"main"`` is the same for primary credentials only (no API key), ``"main_any"``
+        the primary-only ``"any"``.
         ``name`` labels metrics (default: the pattern with groups as ``{Name}``)."""
         if name is None:
             name = _route_name(pattern)
@@ -152,9 +165,12 @@ class ApiApp:
                 if handler is None:
                     return self._not_allowed(methods)
                 return await handler(req)
-            account = self._authenticate(req)
+            account, key = await self._authenticate(req)
             path_account = groups.pop("account", None)
-            if auth == "account" and path_account != account:
+            if key is not None and (auth in _MAIN_ONLY or (
+                    path_account is not None and path_account != account)):
+                raise _Unauthorized(_KEY_REFUSED if auth in _MAIN_ONLY else "Authenticate")
+            if auth in _PATH_ACCOUNT and path_account != account:
                 raise self._not_found(req)
             handler = methods.get(method)
             if handler is None:
@@ -182,7 +198,8 @@ class ApiApp:
         return self._inflight.get(account, 0)
 
     # -- auth -----------------------------------------------------------------------
-    def _authenticate(self, req: Request) -> str:
+    async def _authenticate(self, req: Request) -> tuple[str, str | None]:
+        """(account, API key sid or None) of the request's credentials, else 401."""
         header = req.headers.get("authorization", "")
         scheme, _, encoded = header.partition(" ")
         user = password = None
@@ -194,13 +211,18 @@ class ApiApp:
                     user = password = None
             except (binascii.Error, UnicodeDecodeError, ValueError):
                 user = password = None
+        if user and user.startswith("SK"):
+            account = await self.keys.authenticate(user, password or "")
+            if account is None or self.ctx.auth_token(account) is None:
+                raise _Unauthorized()
+            return account, user
         token = self.ctx.auth_token(user) if user else None
         ok = hmac.compare_digest(
             (password or "").encode(), (token if token is not None else _DUMMY_TOKEN).encode()
         )
         if not ok or token is None or not user:
             raise _Unauthorized()
-        return user
+        return user, None
 
     @staticmethod
     def _not_found(req: Request) -> TwilioError:
@@ -226,8 +248,8 @@ class ApiApp:
 
 
 class _Unauthorized(TwilioError):
-    def __init__(self) -> None:
-        super().__init__(20003, "Authenticate", 401)
+    def __init__(self, message: str = "Authenticate") -> None:
+        super().__init__(20003, message, 401)
 
 
 

@@ -2,7 +2,8 @@
 
 Owns: parsing ``<Response>`` documents with ``<Say>``, ``<Play>``, ``<Pause>``,
 ``<Gather>`` (nesting ``<Say>``/``<Play>``/``<Pause>``), ``<Record>``, ``<Dial>`` (text,
-``<Number>`` nouns, or one ``<Conference>``), ``<Redirect>``, ``<Hangup>`` and ``<Reject>``, into frozen
+``<Number>``/``<Sip>`` nouns, one ``<Conference>`` or one ``<Queue>``), ``<Enqueue>``,
+``<Leave>``, ``<Redirect>``, ``<Hangup>`` and ``<Reject>``, into frozen
 dataclasses with Twilio's defaults (``reference/twilio.md`` §6). Pure; no I/O.
 
 Rules:
@@ -11,10 +12,13 @@ Rules:
 - An attribute value that cannot be used (``timeout="soon"``, ``method="PUT"``, a
   ``<Play>``/``<Redirect>`` without a URL, ``<Reject reason="x">``) -> ``TwimlError``
   code 12200 (Twilio's schema validation error): the document does not run.
-- Unknown verbs, and nouns this gateway does not bridge (``<Sip>``, ``<Client>``,
-  ``<Queue>``…), are skipped and listed in ``Document.warnings``. A ``<Dial>`` holding a
-  ``<Conference>`` joins that room; ``<Number>`` nouns beside it are ignored (warning),
-  a second ``<Conference>`` or an empty room name is a 12200 error.
+- Unknown verbs, and nouns this gateway does not bridge (``<Client>``,
+  ``<Application>``…), are skipped and listed in ``Document.warnings``. A ``<Dial>``
+  holding a ``<Conference>`` (or a ``<Queue>``) joins that room (dequeues from that
+  queue); ``<Number>``/``<Sip>`` nouns beside it are ignored (warning); a second
+  ``<Conference>``/``<Queue>``, both, or an empty name is a 12200 error.
+- ``<Sip>`` text must be a ``sip:`` URI (``sips:`` is refused: no TLS client here);
+  ``<Enqueue>`` names are 1..64 characters (Twilio's limit).
 - Attribute values keep Twilio's meaning: ``loop="0"`` = repeat until hangup (the
   interpreter caps it); ``numDigits`` absent = unlimited (``None``); ``action`` absent =
   ``None`` (the interpreter resolves it to the current document URL where Twilio does).
@@ -29,8 +33,8 @@ from dataclasses import dataclass
 from gateway.codec.twiml import PARSE_FAILURE, SCHEMA_WARNING, TwimlError, _build_tree, _Node, _text
 
 __all__ = [
-    "Say", "Play", "Pause", "Gather", "Record", "Number", "Conference", "Dial", "Redirect", "Hangup",
-    "Reject", "Document", "TwimlError", "parse", "parse_document", "PARSE_FAILURE",
+    "Say", "Play", "Pause", "Gather", "Record", "Number", "Sip", "Conference", "Queue", "Dial",
+    "Enqueue", "Leave", "Redirect", "Hangup", "Reject", "Document", "TwimlError", "parse", "parse_document", "PARSE_FAILURE",
     "SCHEMA_WARNING",
 ]
 
@@ -90,6 +94,40 @@ class Number:
 
 
 @dataclass(frozen=True, slots=True)
+class Sip:
+    uri: str                                 # sip:user@host[:port][;transport=..][?X-H=v]
+    username: str | None = None
+    password: str | None = None
+    url: str | None = None                   # whisper TwiML for the callee
+    method: str = "POST"
+    status_callback: str | None = None
+    status_callback_method: str = "POST"
+    status_callback_event: tuple[str, ...] = ()
+    send_digits: str = ""                    # (not a <Sip> attribute; <Number>'s shape)
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    name: str
+    url: str | None = None                   # TwiML played to the dequeued caller
+    method: str = "POST"
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    name: str
+    action: str | None = None
+    method: str = "POST"
+    wait_url: str | None = None
+    wait_url_method: str = "POST"
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class Conference:
     name: str
     muted: bool = False
@@ -106,7 +144,7 @@ class Conference:
 
 @dataclass(frozen=True, slots=True)
 class Dial:
-    numbers: tuple[Number, ...] = ()
+    numbers: tuple[Number | Sip, ...] = ()
     action: str | None = None
     method: str = "POST"
     timeout: int = 30
@@ -115,6 +153,7 @@ class Dial:
     hangup_on_star: bool = False
     record: str = "do-not-record"
     conference: Conference | None = None
+    queue: Queue | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +172,7 @@ class Reject:
     reason: str = "rejected"
 
 
-Verb = Say | Play | Pause | Gather | Record | Dial | Redirect | Hangup | Reject
+Verb = Say | Play | Pause | Gather | Record | Dial | Enqueue | Leave | Redirect | Hangup | Reject
 
 _DTMF = set("0123456789*#")
 _RECORD_MODES = {
@@ -296,9 +335,35 @@ def _conference(node: _Node) -> Conference:
         status_callback_event=events)
 
 
+def _sip(node: _Node) -> Sip:
+    uri = _text(node)
+    if not uri.lower().startswith("sip:") or len(uri) <= 4:
+        raise _bad(f"<Sip>{uri!r}: expected a sip: URI")
+    return Sip(uri, username=_opt(node, "username"), password=node.attrs.get("password"),
+               url=_opt(node, "url"), method=_method(node),
+               status_callback=_opt(node, "statusCallback"),
+               status_callback_method=_method(node, "statusCallbackMethod"),
+               status_callback_event=tuple(
+                   (node.attrs.get("statusCallbackEvent") or "").replace(",", " ").split()))
+
+
+def _queue_name(node: _Node) -> str:
+    name = _text(node)
+    if not 1 <= len(name) <= 64:
+        raise _bad(f"<{node.tag}>{name!r}: a queue name is 1 to 64 characters")
+    return name
+
+
+def _enqueue(node: _Node) -> Enqueue:
+    return Enqueue(_queue_name(node), action=_opt(node, "action"), method=_method(node),
+                   wait_url=_opt(node, "waitUrl"),
+                   wait_url_method=_method(node, "waitUrlMethod"))
+
+
 def _dial(node: _Node, warnings: list[str]) -> Dial:
-    numbers: list[Number] = []
+    numbers: list[Number | Sip] = []
     conference: Conference | None = None
+    queue: Queue | None = None
     text = _text(node)
     if text:
         numbers.append(Number(text))
@@ -313,10 +378,18 @@ def _dial(node: _Node, warnings: list[str]) -> Dial:
                 raise _bad("<Number> without a number")
             numbers.append(Number(number, send_digits=_digits(child, "sendDigits"),
                                   url=_opt(child, "url"), method=_method(child)))
+        elif child.tag == "Sip":
+            numbers.append(_sip(child))
+        elif child.tag == "Queue":
+            if queue is not None:
+                raise _bad("<Dial> with more than one <Queue>")
+            queue = Queue(_queue_name(child), url=_opt(child, "url"), method=_method(child))
         else:
             warnings.append(f"<Dial><{child.tag}> is not supported by this gateway; skipped")
-    if conference is not None and numbers:
-        warnings.append("<Dial>: <Number> beside <Conference> ignored")
+    if conference is not None and queue is not None:
+        raise _bad("<Dial> with both <Conference> and <Queue>")
+    if (conference is not None or queue is not None) and numbers:
+        warnings.append("<Dial>: <Number>/<Sip> beside <Conference>/<Queue> ignored")
         numbers = []
     record = (node.attrs.get("record") or "do-not-record").strip()
     if record not in _RECORD_MODES:
@@ -331,6 +404,7 @@ def _dial(node: _Node, warnings: list[str]) -> Dial:
         hangup_on_star=_bool(node, "hangupOnStar", False),
         record=_RECORD_MODES[record],
         conference=conference,
+        queue=queue,
     )
 
 
@@ -365,6 +439,10 @@ def parse_document(data: bytes | str) -> Document:
             verbs.append(_record(node))
         elif tag == "Dial":
             verbs.append(_dial(node, warnings))
+        elif tag == "Enqueue":
+            verbs.append(_enqueue(node))
+        elif tag == "Leave":
+            verbs.append(Leave())
         elif tag == "Redirect":
             verbs.append(_redirect(node))
         elif tag == "Hangup":

@@ -1,5 +1,6 @@
 """Voice at run time: the SIP user agent, inbound and outbound calls, ``<Dial>``
-bridges and conference rooms (``conferences``, a ``voice.conference.ConferenceHub``),
+bridges, conference rooms (``conferences``, a ``voice.conference.ConferenceHub``), call
+queues (``queues``, a ``voice.queues.QueueHub``), ``<Dial><Sip>`` (``allow_sip_dial``),
 trunk probing, call records and call status callbacks.
 
 Owns: ``VoiceService(gw)`` — started by ``Gateway.run`` (``await nursery.start(
@@ -43,6 +44,7 @@ from gateway.codec import sdp as sdpc
 from gateway.core import call as C
 from gateway.core import ids
 from gateway.core import numbers as nums
+from gateway.io import sip_tls
 from gateway.io.rtp import RtpSession
 from gateway.io.sip_endpoint import SipUA
 from gateway.runtime.voice_outbound import RETRY_STATUSES, OutboundCalls
@@ -59,6 +61,7 @@ from gateway.voice.interpreter import (
     call_params,
 )
 from gateway.voice.leg import MediaLeg
+from gateway.voice.queues import QueueHub
 from gateway.voice.recordings import RecordingStore, state_dir
 
 log = logging.getLogger("gateway.voice")
@@ -101,6 +104,9 @@ class VoiceService(OutboundCalls):
             gw.store, state_dir(gw.settings.store.path) / "recordings",
             gw.settings.api.public_url, gw.now)
         self.conferences = ConferenceHub(wall=gw.now, store=gw.store)   # <Conference> rooms
+        self.queues = QueueHub(store=gw.store, wall=gw.now)      # <Enqueue>, Queues API
+        # [sip] allow_sip_dial (default off): <Dial><Sip> may INVITE arbitrary URIs
+        self.allow_sip_dial = bool(getattr(gw.settings.sip, "allow_sip_dial", False))
 
     @staticmethod
     def wanted(settings) -> bool:
@@ -110,7 +116,8 @@ class VoiceService(OutboundCalls):
     # -- lifecycle ------------------------------------------------------------------
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self._recover()
-        self.ua = SipUA(self.host, self.port, accept_register=self.accept_register)
+        self.ua = SipUA(self.host, self.port, accept_register=self.accept_register,
+                        tls=sip_tls.from_settings(self.gw.settings))   # [sip] tls_*, tls trunks
         async with trio.open_nursery() as nursery:
             self.nursery = self.conferences.nursery = nursery
             self.port = await nursery.start(self.ua.serve)
@@ -340,6 +347,17 @@ class VoiceService(OutboundCalls):
         return await self.conferences.join(parent, room, time_limit=time_limit,
                                            hangup_on_star=hangup_on_star, notify=notify,
                                            fetch=fetch)
+
+    async def enqueue(self, parent: MediaLeg, verb):
+        """``<Enqueue>``: wait in the account's queue of that name."""
+        fetch, _ = self._fetcher(parent.call.account_sid)
+        return await self.queues.enqueue(parent, verb, fetch)
+
+    async def dial_queue(self, parent: MediaLeg, noun, *, timeout: float, time_limit: float,
+                         hangup_on_star: bool) -> DialResult:
+        """``<Dial><Queue>``: bridge the queue's oldest caller."""
+        return await self.queues.dequeue(self, parent, noun, timeout=timeout,
+                                         time_limit=time_limit, hangup_on_star=hangup_on_star)
 
     # -- trunk probes ---------------------------------------------------------------
     async def _probe_loop(self, name: str, trunk) -> None:

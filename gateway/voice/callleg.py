@@ -1,5 +1,5 @@
 """What the voice interpreter needs from a call: the ``CallLeg`` protocol, its results
-(``RecordResult``, ``DialResult``), its errors (``CallEnded``, ``FetchError``) and the
+(``RecordResult``, ``DialResult``, ``EnqueueResult``), its errors (``CallEnded``, ``FetchError``) and the
 webhook ``Fetcher``/``Notifier`` signatures.
 
 Owns: these names only (``interpreter`` re-exports them). Rules: every ``async``
@@ -42,6 +42,17 @@ class DialResult:
     status: str                # completed | busy | no-answer | failed | canceled
     call_sid: str | None
     duration: int              # seconds the bridge lasted
+    sip_call_id: str | None = None         # <Dial><Sip>: the SIP Call-ID of the attempt
+    sip_response_code: int | None = None   # ... and its final SIP status (200 answered)
+    queue_sid: str | None = None           # <Dial><Queue>: the queue dequeued from
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    result: str                # QueueResult: bridged | hangup | leave | queue-full | error
+    queue_sid: str | None
+    queue_time: int            # seconds in the queue
+    redirect: tuple[str, str] | None = None   # (url, method): dequeued by the Members API
 
 
 class CallLeg(Protocol):
@@ -66,6 +77,9 @@ class CallLeg(Protocol):
     async def dial(self, numbers: list[tv.Number], *, timeout: float, caller_id: str,
                    time_limit: float, hangup_on_star: bool, record: str) -> DialResult: ...
     async def conference(self, room: tv.Conference, *, time_limit: float,
+                         hangup_on_star: bool) -> DialResult: ...
+    async def enqueue(self, verb: tv.Enqueue) -> EnqueueResult: ...
+    async def dial_queue(self, queue: tv.Queue, *, timeout: float, time_limit: float,
                          hangup_on_star: bool) -> DialResult: ...
 
 

@@ -11,6 +11,11 @@ whisper (that TwiML runs on the answered child before the bridge; a ``<Hangup/>`
 until either side hangs up, the ``timeLimit`` passes or ``*`` is pressed with
 ``hangupOnStar``.
 
+``<Sip>`` nouns ring in the same race: ``sip_dial.place`` INVITEs the URI directly
+(``[sip] allow_sip_dial``; SSRF rules there); the child's ``To`` is the URI, its
+``statusCallback``/``statusCallbackEvent`` are honoured; the result carries
+``sip_call_id``/``sip_response_code`` (the winner's, else the first ``<Sip>``'s).
+
 Rules: ``DialCallStatus`` is the winner's final status (completed); with no winner it is
 busy when every number was busy, no-answer when any rang out or timed out, else failed.
 ``DialCallDuration`` is the bridged time in whole seconds.
@@ -22,11 +27,13 @@ from __future__ import annotations
 
 import trio
 
+from gateway.codec import twiml_voice as tv
 from gateway.core import call as C
 from gateway.core import ids
 from gateway.core import numbers as nums
 from gateway.io.rtp import RtpSession
 from gateway.io.sip_endpoint import CallFailed
+from gateway.voice import sip_dial
 from gateway.voice.interpreter import DialResult, Next
 from gateway.voice.leg import MediaLeg, bridge
 
@@ -37,6 +44,7 @@ class _Attempt:
         self.out = None
         self.remote: bytes | None = None
         self.failed: str | None = None
+        self.sip_code = 0                  # last SIP status of a <Sip> attempt
 
 
 def _loser_status(attempts: list[_Attempt]) -> str:
@@ -51,7 +59,11 @@ def _loser_status(attempts: list[_Attempt]) -> str:
 async def _ring(svc, att: _Attempt, timeout: float, won) -> None:
     """Place one child call; ``won(att)`` when it answers. Cancelled -> CANCEL it."""
     child = att.child
-    out, failed = await svc.place(child, att.rtp, timeout)
+    if isinstance(att.number, tv.Sip):
+        out, failed, att.sip_code = await sip_dial.place(svc, child, att.rtp, timeout,
+                                                         att.number)
+    else:
+        out, failed = await svc.place(child, att.rtp, timeout)
     if out is None:
         att.failed = failed
         return
@@ -62,13 +74,39 @@ async def _ring(svc, att: _Attempt, timeout: float, won) -> None:
         att.remote = await out.wait_answer()
     except CallFailed as exc:
         att.failed = C.NO_ANSWER if exc.status == 408 else C.status_for_sip(exc.status)
+        att.sip_code = exc.status
         return
     except trio.Cancelled:
         if not out.answered:
             with trio.CancelScope(shield=True):
                 await out.cancel()
         raise
+    att.sip_code = 200
     won(att)
+
+
+def _result(status: str, att: _Attempt | None, duration: int,
+            attempts: list[_Attempt]) -> DialResult:
+    sip = att if att is not None and isinstance(att.number, tv.Sip) else next(
+        (a for a in attempts if isinstance(a.number, tv.Sip)), None)
+    if sip is None:
+        return DialResult(status, att.child.sid if att else None, duration)
+    return DialResult(status, att.child.sid if att else None, duration,
+                      sip_call_id=sip.child.sip_call_id, sip_response_code=sip.sip_code)
+
+
+def _child(pc: C.Call, number, caller_id: str, timeout: float, now: float) -> C.Call:
+    child = C.Call(sid=ids.new_sid("CA"), account_sid=pc.account_sid,
+                   from_=caller_id or pc.from_, to=nums.normalize(number.number)
+                   if isinstance(number, tv.Number) else number.uri.partition("?")[0],
+                   direction=C.OUTBOUND_DIAL, status=C.INITIATED, date_created=now,
+                   date_updated=now, parent_call_sid=pc.sid, timeout=int(timeout),
+                   status_callback_events=())
+    if isinstance(number, tv.Sip) and number.status_callback:
+        child.status_callback = number.status_callback
+        child.status_callback_method = number.status_callback_method
+        child.status_callback_events = number.status_callback_event or C.DEFAULT_EVENTS
+    return child
 
 
 async def _whisper(svc, leg: MediaLeg, number) -> bool:
@@ -87,11 +125,7 @@ async def dial_numbers(svc, parent: MediaLeg, numbers, *, timeout: float, caller
     try:
         async with trio.open_nursery() as rtp_nursery:
             for number in numbers:
-                child = C.Call(sid=ids.new_sid("CA"), account_sid=pc.account_sid,
-                               from_=caller_id or pc.from_, to=nums.normalize(number.number),
-                               direction=C.OUTBOUND_DIAL, status=C.INITIATED, date_created=now,
-                               date_updated=now, parent_call_sid=pc.sid, timeout=int(timeout),
-                               status_callback_events=())
+                child = _child(pc, number, caller_id, timeout, now)
                 await svc.save(child)
                 acts.append(svc.track(child))
                 svc.gw.metrics.calls_active.inc()
@@ -149,8 +183,8 @@ async def _race_and_bridge(svc, parent: MediaLeg, attempts: list[_Attempt], *,
             svc._final(att.child, C.CANCELED)
     if not winner:
         att = attempts[0]
-        return DialResult(_loser_status(attempts), att.child.sid if len(attempts) == 1
-                          else None, 0)
+        return _result(_loser_status(attempts), att if len(attempts) == 1 else None, 0,
+                       attempts)
     att = winner[0]
     child = att.child
     leg = svc.active[child.sid].leg = await svc._leg(child, att.rtp, att.out, att.remote)
@@ -163,12 +197,12 @@ async def _race_and_bridge(svc, parent: MediaLeg, attempts: list[_Attempt], *,
             if att.number.url and not await _whisper(svc, leg, att.number):
                 await leg.hangup()
                 svc._final(child, C.COMPLETED)
-                return DialResult(C.COMPLETED, child.sid, 0)
+                return _result(C.COMPLETED, att, 0, attempts)
             if not parent.ended:
                 await bridge(parent, leg, time_limit=time_limit,
                              hangup_on_star=hangup_on_star)
             await leg.hangup()
             svc._final(child, C.COMPLETED)
-            return DialResult(C.COMPLETED, child.sid, child.duration or 0)
+            return _result(C.COMPLETED, att, child.duration or 0, attempts)
         finally:
             n.cancel_scope.cancel()

@@ -19,13 +19,15 @@ Rules (Twilio's, ``reference/twilio.md`` §6–7):
 - ``<Record>``: empty recording -> no action request, next verb; else POST ``action``
   with ``RecordingUrl``, ``RecordingDuration``, ``RecordingSid``, ``Digits`` (the key
   that ended it, ``hangup``, or empty on timeout/maxLength).
-- ``<Dial>``: every ``<Number>`` is handed to the leg at once (rung in parallel, first
-  answer wins); ``action`` gets ``DialCallStatus``, ``DialCallSid``,
-  ``DialCallDuration``. ``callerId`` defaults to the call's ``From``. A
-  ``<Dial><Conference>`` joins the room until the caller leaves it or it ends, then
-  goes on like ``<Dial>`` (``action`` or next verb).
-- ``play_document``: documents without the final hangup (``<Number url>`` whisper);
-  ``hung_up``: a ``<Hangup/>``/``<Reject/>`` ran.
+- ``<Dial>``: every ``<Number>``/``<Sip>`` is handed to the leg at once (parallel, first
+  answer wins); ``action`` gets ``DialCallStatus``, ``DialCallSid``, ``DialCallDuration``
+  (+ ``DialSipCallId``/``DialSipResponseCode`` with a ``<Sip>``). ``callerId`` defaults
+  to the call's ``From``. ``<Dial><Conference>`` joins the room until the caller leaves
+  it or it ends; ``<Dial><Queue>`` bridges the queue's oldest caller (+ ``QueueSid``).
+- ``<Enqueue>`` waits in the queue (``leg.enqueue``); ``action`` gets ``QueueResult``,
+  ``QueueSid``, ``QueueTime`` (none: next verb); dequeued by the Members API, that URL
+  runs instead. ``<Leave>`` outside a waitUrl document does nothing.
+- ``play_document``: no final hangup (whispers); ``hung_up``: ``<Hangup/>``/``<Reject/>`` ran.
 - ``loop="0"`` repeats until hangup, capped at ``LOOP_FOREVER`` rounds.
 - ``Calls`` update with ``Url``/``Twiml`` mid-call: ``replace()`` stops the current verb
   and runs the new document.
@@ -53,13 +55,14 @@ from gateway.voice.callleg import (
     CallEnded,
     CallLeg,
     DialResult,
+    EnqueueResult,
     Fetcher,
     FetchError,
     Notifier,
     RecordResult,
 )
 
-__all__ = ["CallEnded", "CallLeg", "DialResult", "FetchError", "Fetcher", "Interpreter",
+__all__ = ["CallEnded", "CallLeg", "DialResult", "EnqueueResult", "FetchError", "Fetcher", "Interpreter",
            "Next", "Notifier", "RecordResult", "call_params"]
 
 log = logging.getLogger("gateway.voice")
@@ -231,6 +234,10 @@ class Interpreter:
                 nxt = await self._dial(verb, doc_url)
                 if nxt is not None:
                     return nxt
+            elif isinstance(verb, tv.Enqueue):
+                nxt = await self._enqueue(verb, doc_url)
+                if nxt is not None:
+                    return nxt
             elif isinstance(verb, tv.Redirect):
                 url = _resolve(doc_url, verb.url)
                 return Next(url, verb.method)
@@ -336,6 +343,10 @@ class Interpreter:
                                if room.wait_url else None)
             res = await leg.conference(room, time_limit=float(d.time_limit),
                                        hangup_on_star=d.hangup_on_star)
+        elif d.queue is not None:
+            q = replace(d.queue, url=_resolve(doc_url, d.queue.url)) if d.queue.url else d.queue
+            res = await leg.dial_queue(q, timeout=float(d.timeout), time_limit=float(
+                d.time_limit), hangup_on_star=d.hangup_on_star)
         elif d.numbers:
             numbers = [replace(n, url=_resolve(doc_url, n.url)) if n.url else n
                        for n in d.numbers]                 # whisper URLs are relative too
@@ -349,16 +360,36 @@ class Interpreter:
             return None
         params = [("DialCallStatus", res.status), ("DialCallSid", res.call_sid or ""),
                   ("DialCallDuration", str(res.duration))]
+        if res.sip_response_code is not None:
+            params += [("DialSipCallId", res.sip_call_id or ""),
+                       ("DialSipResponseCode", str(res.sip_response_code))]
+        if res.queue_sid:
+            params.append(("QueueSid", res.queue_sid))
         if leg.ended:
             await self._post_after_hangup(action, d.method, params)
             return None
         return Next(action, d.method, params)
 
+    async def _enqueue(self, e: tv.Enqueue, doc_url: str | None) -> Next | None:
+        e = replace(e, wait_url=_resolve(doc_url, e.wait_url)) if e.wait_url else e
+        res: EnqueueResult = await self.leg.enqueue(e)
+        if res.redirect is not None:
+            return Next(*res.redirect)
+        action = _resolve(doc_url, e.action) if e.action else None
+        if action is None:
+            if self.leg.ended:
+                raise CallEnded()
+            return None
+        params = [("QueueResult", res.result), ("QueueSid", res.queue_sid or ""),
+                  ("QueueTime", str(res.queue_time))]
+        if self.leg.ended:
+            await self._post_after_hangup(action, e.method, params)
+        return Next(action, e.method, params)
+
     async def _post_after_hangup(self, url: str, method: str,
                                  params: list[tuple[str, str]]) -> None:
-        """Twilio still requests ``action`` after the caller hung up (``CallStatus`` is
-        then ``completed``, though our record is finalised a moment later); the reply
-        is moot."""
+        """Twilio still requests ``action`` after the caller hung up (``CallStatus``
+        ``completed``, though our record is finalised a moment later); reply is moot."""
         base = [(k, C.COMPLETED if k == "CallStatus" and v == C.IN_PROGRESS else v)
                 for k, v in call_params(self.call)]
         try:

@@ -3,7 +3,8 @@
 Owns: turning verbs into media (TTS and fetched audio played as paced RTP, RFC 4733
 digits in and out, recording with silence/finish-key/max-length ends, the beep), the
 answer/reject/hangup of the SIP side, and the audio bridge of ``<Dial>``
-(``<Dial><Conference>`` is handed to the service's ``ConferenceHub``).
+(``<Dial><Conference>`` is handed to the service's ``ConferenceHub``, ``<Enqueue>`` and
+``<Dial><Queue>`` to its ``QueueHub``).
 
 Rules:
 - Every operation raises ``CallEnded`` once the SIP dialog has ended (BYE, CANCEL,
@@ -57,6 +58,10 @@ class MediaLeg:
         self.ended = True
         for scope in list(self._ops):
             scope.cancel()
+
+    async def guard(self, fn, *args, **kw):
+        """Await ``fn(*args)``; ``CallEnded`` (and ``fn`` cancelled) once the call ends."""
+        return await self._guard(fn, *args, **kw)
 
     async def _guard(self, fn, *args, **kw):
         if self.ended:
@@ -198,6 +203,14 @@ class MediaLeg:
 
     async def conference(self, room, *, time_limit: float, hangup_on_star: bool):
         return await self.svc.conference(self, room, time_limit=time_limit,
+                                         hangup_on_star=hangup_on_star)
+
+    async def enqueue(self, verb):
+        return await self.svc.enqueue(self, verb)
+
+    async def dial_queue(self, queue, *, timeout: float, time_limit: float,
+                         hangup_on_star: bool):
+        return await self.svc.dial_queue(self, queue, timeout=timeout, time_limit=time_limit,
                                          hangup_on_star=hangup_on_star)
 
 

@@ -26,6 +26,8 @@ Design (``RedisCluster``, keys under ``P c:``):
   its local dispatcher; the entry is XACKed + XDELed (and the counter decremented) when
   the message is ``sent`` or final, by ``ACK``, which refuses unless the lease still
   holds this gateway's token (a stale owner's ack is refused; the entry stays pending).
+  One ``ACK`` call carries a scheduling step's acks: fenced entry by entry, then one
+  XACK + one XDEL (all ids) and one DECRBY (their segments) per stream.
 - Rates: every segment needs credit from Redis token buckets (per sender, per capped
   carrier), see ``cluster_rates``: N gateways never exceed a class rate or ``max_tps``.
 - Rebalancing: a gateway above its share drains extra slots (idle ones first, busy ones
@@ -36,8 +38,10 @@ Design (``RedisCluster``, keys under ``P c:``):
   slot for another gateway (``handoff:<slot>``, taken even above share).
 - Death: leases of a dead gateway expire; its slots are taken and their pending entries
   claimed and sent again (at least once); its bind lease moves within ~4 s.
-- A gateway whose lease renewals fail for ``VALID_FRACTION`` of ``LEASE_MS`` stops
-  sending for those slots and closes its binds before another gateway may take them.
+- A gateway none of whose lease renewals succeeded for ``VALID_FRACTION`` of
+  ``LEASE_MS`` (failed, hung, or the process froze; measured from the last successful
+  renewal's send time) stops draining its slots and closes its binds at that local
+  deadline, before another gateway may take them (``cluster_slots``, ``cluster_binds``).
 - Status callbacks once per (message, status): ``SET NX cb:<sid>:<status>``.
 
 Guarantees: a 201-acknowledged message is in Redis (message + stream entry) with
@@ -122,7 +126,8 @@ class RedisCluster(SlotLeases, SenderStreams, LocalCluster):
         self.claimed = 0
         self.handovers = 0
         self._changed = trio.Event()
-        self._valid_until = 0.0
+        self._valid_until = 0.0                        # slot leases: local deadline
+        self._held_changed = trio.Event()
         #: False simulates a crash in tests: leases are left to expire, not released
         self.release_on_stop = True
         self._created_routed: set[str] = set()
@@ -157,7 +162,8 @@ class RedisCluster(SlotLeases, SenderStreams, LocalCluster):
     def serving(self, number: str) -> bool:
         """This gateway reads and sends ``number``'s queue now."""
         slot = slot_of(number)
-        return slot in self.held and slot not in self.draining
+        return slot in self.held and slot not in self.draining \
+            and trio.current_time() < self._valid_until
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -177,6 +183,7 @@ class RedisCluster(SlotLeases, SenderStreams, LocalCluster):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._lease_loop)
                 nursery.start_soon(self.binds.watch)
+                nursery.start_soon(self.watch_slots)
                 nursery.start_soon(self._read_loop)
                 nursery.start_soon(self._ack_loop)
                 nursery.start_soon(self.rates.run)

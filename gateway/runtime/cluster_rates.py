@@ -1,6 +1,9 @@
 """Cluster rates: per-sender class rates and carrier ``max_tps`` as token buckets in Redis.
 
-Owns: the ``RATE`` Lua token bucket (one hash per sender / carrier under ``P c:tb:``),
+Owns: the ``RATE`` Lua token bucket (one hash per sender / carrier under ``P c:tb:``:
+``k`` tokens, ``t`` stamp, ``e`` when its TTL was last set: refreshed every 30 s, not on
+every round; an idle bucket is gone 60 to 90 s + its refill time after its last use,
+when it would be full anyway),
 the local ``CreditBucket`` (a ``core.rate_gate.RateGate``) that the sender scheduler and
 the router use on a Redis-backed gateway (``install`` hands them this module's gate
 factories through their ``set_gate_factory``), and the loop that fetches credit.
@@ -14,6 +17,8 @@ Rules:
   most that burst, so any 1 s window carries at most ``rate + burst`` (long codes at
   1/s: exactly the local behaviour). Time is the Redis server's (``TIME``), so the
   gateways' clocks do not matter. One script call serves every bucket of one round.
+- A sender gate grants nothing past the slot leases' local deadline
+  (``RedisCluster.lease_valid``), also with credit left (see ``cluster_slots``).
 - A gateway sends a segment only with credit granted by that script: the sum over all
   gateways is what Redis granted, so N gateways together never exceed a sender's class
   rate or a carrier's cap, also while a sender moves between gateways.
@@ -46,6 +51,7 @@ BURST_S = 0.1
 _EPS = 1e-9
 
 RATE = """
+local EXPIRE_EVERY = 30
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local out = {}
@@ -53,7 +59,7 @@ for i, key in ipairs(KEYS) do
   local rate = tonumber(ARGV[3 * i - 2])
   local burst = tonumber(ARGV[3 * i - 1])
   local want = tonumber(ARGV[3 * i])
-  local v = redis.call('HMGET', key, 'k', 't')
+  local v = redis.call('HMGET', key, 'k', 't', 'e')
   local tokens = tonumber(v[1]) or burst
   local stamp = tonumber(v[2]) or now
   if now > stamp and tokens < burst then tokens = math.min(burst, tokens + (now - stamp) * rate) end
@@ -64,8 +70,14 @@ for i, key in ipairs(KEYS) do
     g = math.floor(tokens + 1e-9)
   end
   tokens = tokens - g
-  redis.call('HSET', key, 'k', string.format('%.6f', tokens), 't', string.format('%.6f', now))
-  redis.call('EXPIRE', key, math.ceil(burst / rate) + 60)
+  local k, t = string.format('%.6f', tokens), string.format('%.6f', now)
+  local e = tonumber(v[3])
+  if e and now >= e and now - e < EXPIRE_EVERY then
+    redis.call('HSET', key, 'k', k, 't', t)
+  else
+    redis.call('HSET', key, 'k', k, 't', t, 'e', string.format('%d', now))
+    redis.call('EXPIRE', key, math.ceil(burst / rate) + 60 + EXPIRE_EVERY)
+  end
   out[i] = g
 end
 return out
@@ -80,9 +92,9 @@ def cluster_burst(rate: float) -> float:
 class CreditBucket:
     """A ``RateGate`` filled only by Redis grants (no refill by time)."""
 
-    __slots__ = ("rate", "burst", "tokens", "need", "used", "last_use", "wake")
+    __slots__ = ("rate", "burst", "tokens", "need", "used", "last_use", "wake", "valid")
 
-    def __init__(self, rate: float, wake) -> None:
+    def __init__(self, rate: float, wake, valid=None) -> None:
         self.rate = float(rate)
         self.burst = cluster_burst(self.rate)
         self.tokens = 0.0
@@ -90,8 +102,11 @@ class CreditBucket:
         self.used = 0.0          # taken since the last round
         self.last_use = 0.0
         self.wake = wake         # () -> None: a round is wanted
+        self.valid = valid       # (now) -> bool: may spend credit now (slot lease valid)
 
     def wait_time(self, n: float, now: float) -> float:
+        if self.valid is not None and not self.valid(now):
+            return RETRY_S       # the slot lease may have moved: no submit from here
         if self.rate <= 0 or self.tokens >= n - _EPS:
             return 0.0
         self.need = max(self.need, n - self.tokens)
@@ -137,7 +152,7 @@ class ClusterRates:
 
     def sender_gate(self, number: str, rate: float, burst: float, now: float) -> CreditBucket:
         """``GateFactory`` for the sender scheduler (``burst``: replaced by ours)."""
-        b = self.senders[number] = CreditBucket(rate, self.wake)
+        b = self.senders[number] = CreditBucket(rate, self.wake, self.cluster.lease_valid)
         return b
 
     def carrier_gate(self, name: str, rate: float, burst: float, now: float) -> CreditBucket:

@@ -8,9 +8,16 @@ acked, then the lease deleted) and dropping a slot whose lease was lost. Part of
 ``RedisCluster`` (see ``cluster`` for the design); state lives on the cluster object.
 
 Rules:
-- A lease is renewed every ``LEASE_MS/3``; when renewals fail for ``VALID_FRACTION`` of
-  ``LEASE_MS`` (measured from the failing renewal's send time) every slot is dropped
-  before another gateway may take it.
+- A lease is renewed every ``LEASE_MS/3``. The local deadline ``_valid_until`` is the
+  last successful renewal's *send* time (local monotonic clock) + ``VALID_FRACTION`` of
+  ``LEASE_MS``: never later than Redis' expiry. Past it this gateway drains none of its
+  slots: ``serving`` is False (no read, no accept), the sender credit gates refuse
+  (``lease_valid``: nothing is submitted even before the watch ran, e.g. right after an
+  event-loop stall) and ``watch_slots`` (a task that wakes at the deadline) drops every
+  slot, whether the renewal failed, hangs (frozen connection) or the process was frozen.
+  A renewal answered after its own deadline counts as failed (its slots are dropped and
+  taken again, same token, at the next tick). Another gateway may take a slot only
+  after Redis' expiry, so two gateways never drain one sender at once.
 - Slots are hashed from sender numbers (``slot_of``): CRC32 mod ``SLOTS``.
 
 Error handling: a failed tick is logged and retried after ``LEASE_MS/3``; a failed
@@ -109,11 +116,35 @@ class SlotLeases:
             except (RedisError, OSError, StoreError) as exc:
                 log.warning("cluster lease tick failed: %s", exc)
                 self.binds.expire_check()
-                if self.held and trio.current_time() >= self._valid_until:
-                    for slot in list(self.held):     # another gateway may own them soon
-                        self._drop_slot(slot)
-                    self.held, self.draining = {}, {}
+                self._expire_check()
             await trio.sleep(LEASE_MS / 3000)
+
+    def lease_valid(self, now: float) -> bool:
+        """The slot leases may still be ours at ``now`` (local deadline ahead)."""
+        return now < self._valid_until
+
+    def _expire_check(self) -> None:
+        """Drop every slot once the local deadline passed (another gateway may own them
+        soon): their queued messages leave the dispatcher, their entries stay pending."""
+        if self.held and trio.current_time() >= self._valid_until:
+            log.warning("cluster slot leases not renewed in time: dropping %d slots",
+                        len(self.held))
+            for slot in list(self.held):
+                self._drop_slot(slot)
+            self.held, self.draining = {}, {}
+            self._handoff.clear()
+            self._changed.set()
+
+    async def watch_slots(self) -> None:
+        """Drop the slots at the local deadline when no renewal succeeded by then (it
+        failed, hangs, or this process was frozen)."""
+        while True:
+            self._expire_check()
+            if self.held:
+                await trio.sleep_until(self._valid_until)
+            else:
+                self._held_changed = trio.Event()
+                await self._held_changed.wait()
 
     async def _tick(self, acquire: bool) -> None:
         started = trio.current_time()
@@ -121,7 +152,13 @@ class SlotLeases:
             "TICK", [self.p + "members", self.p + "fence", self.p + "drainers"],
             [self.id, LEASE_MS, SLOTS, self.p, "1" if acquire else "0",
              "1" if self.binds.holds_any() else "0"])
-        self._valid_until = started + LEASE_MS / 1000 * VALID_FRACTION
+        valid_until = started + LEASE_MS / 1000 * VALID_FRACTION
+        if trio.current_time() >= valid_until:       # answered too late: as a failure
+            log.warning("cluster slot lease renewal answered after its deadline")
+            self._expire_check()
+            return
+        self._valid_until = valid_until
+        self._held_changed.set()
         held = {int(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
         self.members, self.drainers = int(n), int(d)
         lost = [s for s in self.held if held.get(s) != self.held[s]]
@@ -222,8 +259,10 @@ class SlotLeases:
     async def _release(self, slot: int, handoff: bool = False, acks: bool = True) -> None:
         if acks:
             await self._acks_written()               # acks first: after it they are refused
-        token = self.held.pop(slot)
+        token = self.held.pop(slot, None)
         self.draining.pop(slot, None)
+        if token is None:
+            return                                   # dropped meanwhile (deadline passed)
         self._changed.set()
         await self._evalsha("RELEASE", [self.lease(slot), f"{self.p}handoff:{slot}"],
                             [f"{self.id}:{token}", self.id if handoff else "", HANDOFF_MS])

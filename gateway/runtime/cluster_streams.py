@@ -13,6 +13,8 @@ Rules:
   this gateway's fencing token: a stale owner's ack leaves the entry pending. Acks are
   gathered per scheduling step and written as one script call through the store's
   write pipeline, behind the status saves pushed before them; a release waits for them.
+  Inside it the fencing is per entry, the stream writes per stream (one XACK, one XDEL,
+  one DECRBY each).
 - Entries of a slot this gateway no longer serves are left pending for the next owner.
 
 Error handling: a failed read is logged and retried after ``LEASE_MS/3`` (then our
@@ -45,29 +47,52 @@ GROUP = "g"
 ACK_BATCH = 256          # entries per ACK script call
 
 # KEYS: per entry (lease, stream, depth); ARGV[1] group, then per entry (lease value, id, n).
-# One GET per distinct lease; returns per entry 1 (acked), 0 (not pending) or -1 (fenced).
+# Returns per entry 1 (acked), 0 (not pending, or a repeat of an id earlier in this call)
+# or -1 (fenced: the lease does not hold that value; checked entry by entry, one GET per
+# distinct lease). The entries that pass are acked per stream: one XACK and one XDEL with
+# all their ids and one DECRBY by the sum of their segments. When XACK acks fewer than it
+# was given (rare: a repeated ack), the per-entry answer comes from XDEL id by id: an entry
+# is deleted in the same call that acks it, so the ones still in the stream were the
+# pending ones (we only ack ids we read, i.e. ids delivered to the group).
 ACK = """
-local out, lease = {}, {}
+local out, lease, streams, order = {}, {}, {}, {}
 for i = 1, #KEYS / 3 do
-  local lk, sk, dk = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local lk, sk = KEYS[3 * i - 2], KEYS[3 * i - 1]
   local cur = lease[lk]
   if cur == nil then cur = redis.call('GET', lk) or false; lease[lk] = cur end
   if cur ~= ARGV[3 * i - 1] then
     out[i] = -1
   else
-    local id = ARGV[3 * i]
-    local r = redis.call('XACK', sk, ARGV[1], id)
-    if r == 1 then
-      redis.call('XDEL', sk, id)
-      if redis.call('DECRBY', dk, ARGV[3 * i + 1]) < 0 then redis.call('SET', dk, '0') end
+    local s = streams[sk]
+    if s == nil then
+      s = {depth = KEYS[3 * i], ids = {}, at = {}, n = {}, seen = {}}
+      streams[sk] = s; order[#order + 1] = sk
     end
-    out[i] = r
+    local id = ARGV[3 * i]
+    out[i] = 0
+    if not s.seen[id] then
+      s.seen[id] = true
+      s.ids[#s.ids + 1] = id; s.at[#s.at + 1] = i; s.n[#s.n + 1] = tonumber(ARGV[3 * i + 1])
+    end
   end
+end
+for _, sk in ipairs(order) do
+  local s = streams[sk]
+  local dec = 0
+  if redis.call('XACK', sk, ARGV[1], unpack(s.ids)) == #s.ids then
+    redis.call('XDEL', sk, unpack(s.ids))
+    for j = 1, #s.ids do out[s.at[j]] = 1; dec = dec + s.n[j] end
+  else
+    for j = 1, #s.ids do
+      local r = redis.call('XDEL', sk, s.ids[j])
+      out[s.at[j]] = r
+      if r == 1 then dec = dec + s.n[j] end
+    end
+  end
+  if dec > 0 and redis.call('DECRBY', s.depth, dec) < 0 then redis.call('SET', s.depth, '0') end
 end
 return out
 """
-
-
 
 
 def _acked(done: trio.Event, result, error) -> None:

@@ -81,6 +81,9 @@ class SipSettings:
     tls_listen: str = opt("", sc.hostport_or_empty)
     tls_cert: str = opt("")
     tls_key: str = opt("")
+    # CA bundle (PEM) to verify TLS peers that are not configured trunks (<Dial><Sip> to a
+    # sips: URI); "" = system CAs. Resolves against the config file's directory.
+    tls_ca: str = opt("")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -352,13 +355,15 @@ def _finish(s: Settings, config_dir: str, problems: list[str]) -> Settings:
 
 
 def _sip_paths(sip: SipSettings, carriers: list, config_dir: str):
-    """Absolute SIP TLS file names: tls_cert and trunks' tls_ca against the config dir,
+    """Absolute SIP TLS file names: tls_cert, tls_ca and trunks' tls_ca against the config dir,
     tls_key against $CREDENTIALS_DIRECTORY when set (systemd LoadCredential=)."""
     if sip.tls_cert:
         sip = dataclasses.replace(sip, tls_cert=sc.resolve(sip.tls_cert, config_dir))
     if sip.tls_key:
         key_dir = os.environ.get("CREDENTIALS_DIRECTORY") or config_dir
         sip = dataclasses.replace(sip, tls_key=sc.resolve(sip.tls_key, key_dir))
+    if sip.tls_ca:
+        sip = dataclasses.replace(sip, tls_ca=sc.resolve(sip.tls_ca, config_dir))
     out = []
     for c in carriers:
         if c.sip is not None and c.sip.tls_ca:

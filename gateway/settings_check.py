@@ -128,6 +128,16 @@ def sender(v: str) -> str | None:
     return f"{v!r} is not E.164 or a 5-6 digit short code"
 
 
+ALPHA_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 +\-_&]{1,11}$")
+
+
+def alpha_sender_id(v: str) -> str | None:
+    if ALPHA_RE.match(v):
+        return None
+    return (f"{v!r} is not an alphanumeric sender ID (1-11 of A-Z a-z 0-9 space - + _ &, "
+            "at least one letter)")
+
+
 def sid(prefix: str) -> Check:
     def check(v: str) -> str | None:
         if v.startswith(prefix) and HEX32_RE.match(v[2:]):
@@ -316,6 +326,19 @@ def _number_types(s):
             yield f"numbers[{i}].type", f"{n.type!r} does not fit number {n.number!r}"
 
 
+def _alpha_senders(s):
+    seen: set[tuple[str, str]] = set()
+    for i, a in enumerate(s.alpha_senders):
+        key = (a.account, a.sender_id.upper())
+        if key in seen:
+            yield f"alpha_senders[{i}].sender_id", f"{a.sender_id!r} is defined twice"
+        seen.add(key)
+    for i, svc in enumerate(s.messaging_services):
+        if svc.alpha_sender and (svc.account, svc.alpha_sender.upper()) not in seen:
+            yield (f"messaging_services[{i}].alpha_sender",
+                   f"{svc.alpha_sender!r} is not in [[alpha_senders]] of account {svc.account}")
+
+
 def _carriers_have_links(s):
     for i, c in enumerate(s.carriers):
         if c.smpp is None and c.sip is None:
@@ -366,8 +389,8 @@ def _pem_problem(path: str, what: str) -> str | None:
 
 
 def _sip_tls(s):
-    """[sip] tls_listen needs a readable cert + key that belong together; a trunk's
-    tls_ca must be readable; tls settings on a non-TLS trunk are a mistake."""
+    """[sip] tls_listen needs a readable cert + key that belong together; [sip] tls_ca and
+    a trunk's tls_ca must be readable; tls settings on a non-TLS trunk are a mistake."""
     sip = s.sip
     if sip.tls_listen:
         for key in ("tls_cert", "tls_key"):
@@ -383,6 +406,8 @@ def _sip_tls(s):
                     sip.tls_cert, sip.tls_key)
             except (ssl.SSLError, OSError) as e:
                 yield "sip.tls_key", f"does not load with tls_cert: {e}"
+    if sip.tls_ca and (why := _pem_problem(sip.tls_ca, "CA")):
+        yield "sip.tls_ca", why
     for i, c in enumerate(s.carriers):
         trunk = c.sip
         if trunk is None:
@@ -401,6 +426,8 @@ CROSS_CHECKS = (
     lambda s: _duplicates(s, "routes", "prefix"),
     lambda s: _refs(s, "routes", "carriers", "carriers", "name"),
     lambda s: _refs(s, "numbers", "account", "accounts", "sid"),
+    lambda s: _refs(s, "alpha_senders", "account", "accounts", "sid"),
+    _alpha_senders,
     lambda s: _refs(s, "messaging_services", "account", "accounts", "sid"),
     lambda s: _refs(s, "messaging_services", "numbers", "numbers", "number"),
     _service_numbers_owned,

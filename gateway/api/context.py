@@ -85,6 +85,7 @@ class ServiceView:
     status_callback: str = ""
     validity_period: int = 36000
     smart_encoding: bool = False
+    alpha_sender: str = ""                 # alphanumeric sender ID for non-+1 destinations
     date_created: float = 0.0
     date_updated: float = 0.0
 
@@ -118,6 +119,9 @@ class ApiContext(Protocol):
 
     # optional: ``number(account_sid, phone_number) -> NumberView | None`` — an O(1)
     # lookup the create path uses when present (else it scans ``numbers()``)
+    # optional: ``alpha_sender(account_sid, sender_id)`` -> an object with ``view``
+    # (NumberView, type "alphanumeric"), ``sender_id``, ``sid``, ``prefixes``,
+    # ``date_created`` and ``reaches(to) -> bool``, or None (``runtime.numbers.AlphaSender``)
 
     def services(self, account_sid: str) -> list[ServiceView]: ...
 

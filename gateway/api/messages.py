@@ -5,8 +5,10 @@ and mapping each refusal to Twilio's code.
 
 Rules (codes as Twilio's; see ``reference/twilio.md``):
 - Create: ``To`` missing -> 21604, not E.164 / short code -> 21211; neither ``From``
-  nor ``MessagingServiceSid`` -> 21603; ``From`` not a number of the account (config
-  numbers or a service pool) -> 21606; unknown service -> 21701, empty pool -> 21704;
+  nor ``MessagingServiceSid`` -> 21603; ``From`` neither a number (E.164 / short code
+  after normalising) nor a well-formed alphanumeric sender ID -> 21212; not a number of
+  the account (config numbers or a service pool) nor one of its ``[[alpha_senders]]``
+  -> 21606; unknown service -> 21701, empty pool -> 21704;
   ``Body`` missing/empty -> 21602, over 1600 characters -> 21617; ``MediaUrl`` -> 21620
   and ``ContentSid`` -> 21655 (not supported by this gateway); ``StatusCallback`` not an
   http(s) URL -> 21609; ``ValidityPeriod`` outside 1..36000 -> 21624.
@@ -14,6 +16,11 @@ Rules (codes as Twilio's; see ``reference/twilio.md``):
   35118, no ``SendAt`` -> 35111, unparseable -> 35117, less than 300 s ahead -> 35114,
   more than 35 days -> 35115. The message is ``scheduled``; its validity counts from
   ``SendAt``.
+- Alphanumeric ``From`` (it holds a letter): matched case-insensitively, sent and
+  answered with the configured spelling; ``To`` in +1 (US/CA), a short code, or outside
+  the sender's ``prefixes`` -> 21612 (Twilio's "not currently reachable using the 'From'
+  phone number ... via SMS"). A service whose pool is empty but has an ``alpha_sender``
+  accepts what that sender reaches, else 21612 too.
 - Status at create: ``queued`` with a ``From``; ``accepted`` with a service and no
   ``From`` (``from_ == ""``, the runtime picks from the pool); ``scheduled``.
 - ``Idempotency-Key`` / ``I-Twilio-Idempotency-Token``: scoped per account; the same
@@ -97,9 +104,12 @@ class MessagesResource:
         if not from_raw and not mg:
             raise _err(21603, "A 'From' phone number or a 'MessagingServiceSid' is required.")
         service = self._service(account, mg) if mg else None
-        number = self._sender(account, from_raw) if from_raw else None
+        number = self._sender(account, from_raw, to) if from_raw else None
         if service is not None and number is None and not service.numbers:
-            raise _err(21704, f"The Messaging Service {mg} contains no phone numbers.")
+            alpha = getattr(service, "alpha_sender", "")
+            if not alpha:
+                raise _err(21704, f"The Messaging Service {mg} contains no phone numbers.")
+            self._alpha(account, alpha, to)
         status_callback = forms.url(form, "StatusCallback", 21609)
         if status_callback is None and service is not None and service.status_callback:
             status_callback = service.status_callback
@@ -141,8 +151,28 @@ class MessagesResource:
                 return svc
         raise _err(21701, f"The Messaging Service {mg} does not exist.")
 
-    def _sender(self, account: str, from_raw: str) -> NumberView:
+    def _alpha(self, account: str, sender_id: str, to: str) -> NumberView:
+        """The account's alphanumeric sender ``sender_id`` (21606) reaching ``to`` (21612)."""
+        lookup = getattr(self.ctx, "alpha_sender", None)
+        alpha = lookup(account, sender_id) if lookup is not None else None
+        if alpha is None:
+            raise _err(21606, f"The From phone number {sender_id} is not a valid, SMS-capable "
+                              "inbound phone number or short code for your account.")
+        if not alpha.reaches(to):
+            raise _err(21612, f"The 'To' phone number: {to}, is not currently reachable using "
+                              f"the 'From' phone number: {alpha.sender_id} via SMS.")
+        return alpha.view
+
+    def _sender(self, account: str, from_raw: str, to: str) -> NumberView:
+        if nums.looks_alpha(from_raw):
+            if not nums.is_alpha_sender(from_raw):
+                raise _err(21212, f"The 'From' number {from_raw} is not a valid phone number, "
+                                  "shortcode, or alphanumeric sender ID.")
+            return self._alpha(account, from_raw, to)
         from_ = nums.normalize(from_raw)
+        if not nums.is_valid_address(from_):
+            raise _err(21212, f"The 'From' number {from_raw} is not a valid phone number, "
+                              "shortcode, or alphanumeric sender ID.")
         lookup = getattr(self.ctx, "number", None)      # O(1) when the runtime offers it
         if lookup is not None:
             view = lookup(account, from_)

@@ -177,6 +177,20 @@ def service_json(view: ServiceView, origin: str) -> dict[str, Any]:
     }
 
 
+def alpha_sender_json(alpha: Any, service_sid: str, origin: str) -> dict[str, Any]:
+    """Messaging v1 AlphaSender of a service (``alpha``: ``runtime.numbers.AlphaSender``)."""
+    return {
+        "account_sid": alpha.view.account_sid,
+        "alpha_sender": alpha.sender_id,
+        "capabilities": ["SMS"],
+        "date_created": iso8601(alpha.date_created),
+        "date_updated": iso8601(alpha.date_created),
+        "service_sid": service_sid,
+        "sid": alpha.sid,
+        "url": f"{origin}/v1/Services/{service_sid}/AlphaSenders/{alpha.sid}",
+    }
+
+
 def error_json(code: int, message: str, status: int) -> dict[str, Any]:
     return {
         "code": code,

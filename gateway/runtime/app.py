@@ -220,6 +220,8 @@ class Gateway:
         await self.api.keys.load()          # API keys (SK…) for auth, from the store
         for view in self.registry.views.values():
             self.dispatcher.add_sender(view.phone_number, view.type)
+        for alpha in self.registry.alpha_senders():
+            self.dispatcher.add_sender(alpha.key, alpha.view.type)
         pending = await self.store.pending_messages()
         for msg in pending:
             if self.cluster.should_load(msg):   # cluster: queued ones are in streams
@@ -344,6 +346,7 @@ class Gateway:
             sms_url=s.sms_url or "", sms_method=getattr(s, "sms_method", "POST") or "POST",
             fallback_url=getattr(s, "sms_fallback_url", "") or "",
             status_callback=s.status_callback or "", date_created=started, date_updated=started,
+            alpha_sender=getattr(s, "alpha_sender", ""),
         )
 
     # -- ApiContext -------------------------------------------------------------------------
@@ -363,6 +366,10 @@ class Gateway:
         """The account's number ``phone_number`` or None (O(1); thousands of numbers)."""
         view = self.registry.get(phone_number)
         return view if view is not None and view.account_sid == account_sid else None
+
+    def alpha_sender(self, account_sid: str, sender_id: str):
+        """The account's alphanumeric sender ``sender_id`` (any case) or None."""
+        return self.registry.alpha(account_sid, sender_id)
 
     def services(self, account_sid: str) -> list[ServiceView]:
         return [s for s in self._services.values() if s.account_sid == account_sid]

@@ -12,6 +12,9 @@ Rules:
 - A segment lost with its link (drop or response timeout) puts the whole message back
   at the *front* of its sender queue (at least once; the count of possible duplicates
   is a metric). THROTTLED/MSGQFUL do the same without counting a duplicate.
+- Sender queues are keyed by ``core.numbers.sender_key``: the number, or ``"AC…|ID"``
+  for an alphanumeric sender ID (``From`` stays ``ID``). SMPP ``source_addr_ton/npi``
+  come from ``core.numbers.source_ton_npi`` (alphanumeric: TON 5, NPI 0).
 - Final status and callbacks are decided here; the store is written with
   ``save_message_nowait`` on the hot path (the status machine redoes lost work).
 """
@@ -32,6 +35,7 @@ from gateway.codec import text as textmod
 from gateway.core import errors
 from gateway.core import message as M
 from gateway.core.message import Message
+from gateway.core.numbers import sender_key, source_ton_npi
 from gateway.core.scheduler import SenderScheduler
 from gateway.store.base import StoreError
 
@@ -72,7 +76,11 @@ class Dispatcher:
         self.capacity[number] = (rate, cap)
         self.sched.add_sender(number, rate, cap, sender_class)
 
-    def has_room(self, number: str, segments: int) -> bool:
+    def has_room(self, number: str, segments: int, account: str = "") -> bool:
+        """Room for ``segments`` more on ``number``'s queue (``account`` given: ``number``
+        is a ``From`` that may be an alphanumeric sender ID, keyed per account)."""
+        if account:
+            number = sender_key(account, number)
         rate_cap = self.capacity.get(number)
         return rate_cap is not None and self.sched.depth(number) + segments <= rate_cap[1]
 
@@ -83,13 +91,13 @@ class Dispatcher:
 
     def enqueue(self, msg: Message, front: bool = False) -> bool:
         """Queue ``msg`` on its sender; False when the sender queue is full (21611)."""
-        ob = self.live.get(msg.sid) or Outbound(msg, msg.from_)
+        ob = self.live.get(msg.sid) or Outbound(msg, sender_key(msg.account_sid, msg.from_))
         self.live[msg.sid] = ob
         if front:
-            self.sched.push_front(msg.from_, ob, msg.num_segments)
+            self.sched.push_front(ob.sender_number, ob, msg.num_segments)
             ok = True
         else:
-            ok = self.sched.push(msg.from_, ob, msg.num_segments, trio.current_time())
+            ok = self.sched.push(ob.sender_number, ob, msg.num_segments, trio.current_time())
             if not ok:
                 del self.live[msg.sid]
         self.wake.set()
@@ -164,11 +172,12 @@ class Dispatcher:
             ob.acked = 0
             ob.lost = False
             submitted = True
+            ton, npi = source_ton_npi(msg.from_)
             for i, seg in enumerate(ob.segments):
                 pdu = codec.SubmitSm(
                     source_addr=msg.from_.lstrip("+"),
-                    source_addr_ton=gw.ton_for(msg.from_),
-                    source_addr_npi=1,
+                    source_addr_ton=ton,
+                    source_addr_npi=npi,
                     destination_addr=msg.to.lstrip("+"),
                     dest_addr_ton=1,
                     dest_addr_npi=1,

@@ -149,6 +149,8 @@ class Inbound:
         src = _address(pdu.source_addr, pdu.source_addr_ton)
         dst = _address(pdu.destination_addr, pdu.dest_addr_ton)
         if self.gw.registry.get(dst) is None:
+            if self.gw.registry.alpha_mo(dst, carrier):   # to a sender ID: ack, drop
+                return codec.Status.ESME_ROK
             log.warning("MO for unknown number carrier=%s to=%s", carrier, dst)
             return codec.Status.ESME_RINVDSTADR
         nursery = self.gw.nursery

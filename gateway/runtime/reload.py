@@ -10,7 +10,7 @@ Rules:
   and ``STATUS=`` tells systemd the old config is still in force.
 - Valid file: everything that can change live is applied in one synchronous step (no
   checkpoint in between, so no request and no dispatch sees half a config):
-  * numbers: new ones get their sender queue; removed ones answer 21606 to new messages
+  * numbers and ``[[alpha_senders]]``: new ones get their sender queue; removed ones answer 21606 to new messages
     (as an unknown From) while what they had queued still drains; webhook URLs and
     ``status_callback`` follow CONTRACT §4 (an API override wins until the config's
     value of that field changes; stale overrides are then deleted from the store);
@@ -154,9 +154,10 @@ def apply(gw, new) -> tuple[ReloadResult, list[str]]:
     if VoiceService.wanted(new) and not VoiceService.wanted(old):
         restart.append("voice (first SIP trunk or voice_url)")
     clustered = getattr(gw.cluster, "bind_gate", None) is not None
-    if clustered and {n.number for n in old.numbers} != {n.number for n in new.numbers}:
+    if clustered and ({n.number for n in old.numbers} != {n.number for n in new.numbers}
+                      or old.alpha_senders != new.alpha_senders):
         restart.append("numbers (added or removed, on a Redis cluster)")
-        new = dataclasses.replace(new, numbers=old.numbers,
+        new = dataclasses.replace(new, numbers=old.numbers, alpha_senders=old.alpha_senders,
                                   messaging_services=old.messaging_services)
     # what needs a restart keeps its running value
     keep = {s: getattr(old, s) for s, keys in RESTART_KEYS if keys is None}
@@ -174,6 +175,9 @@ def apply(gw, new) -> tuple[ReloadResult, list[str]]:
     disp = gw.dispatcher
     for number in added:
         disp.add_sender(number, gw.registry.get(number).type)
+    alpha_added, alpha_removed = gw.registry.reconfigure_alpha(effective)
+    for alpha in alpha_added:
+        disp.add_sender(alpha.key, alpha.view.type)
     resized = 0
     for number in list(disp.capacity):
         view = gw.registry.get(number)
@@ -187,6 +191,8 @@ def apply(gw, new) -> tuple[ReloadResult, list[str]]:
         changes.append(f"numbers +{len(added)} -{len(removed)}")
     if resized:
         changes.append(f"rates of {resized} senders")
+    if alpha_added or alpha_removed:
+        changes.append(f"alpha senders +{len(alpha_added)} -{len(alpha_removed)}")
     if stale:
         changes.append(f"config wins over API overrides of {len(stale)} numbers")
     views = {}

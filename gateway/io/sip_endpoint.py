@@ -113,6 +113,7 @@ class OutboundCall(_CallBase):
         self.remote_sdp = b""
         self.progress_sdp = b""
         self.provisionals: list[int] = []  # every 18x status seen, in order
+        self.final_headers: list[tuple[str, str]] = []   # of the final response, if any
         self.answered = False
         self.timed_out = False
         self._progress = trio.Event()
@@ -124,10 +125,11 @@ class OutboundCall(_CallBase):
         self.progress_sdp = ev.sdp or self.progress_sdp
         self._progress.set()
 
-    def _on_final(self, status: int, reason: str, sdp: bytes = b"") -> None:
+    def _on_final(self, status: int, reason: str, sdp: bytes = b"", headers=()) -> None:
         if self._final.is_set():
             return
         self.status_code, self.reason = status, reason
+        self.final_headers = list(headers)
         self.answered = 200 <= status < 300
         self.remote_sdp = sdp
         self._final.set()
@@ -295,9 +297,9 @@ class SipUA:
         if isinstance(ev, CallProgress) and isinstance(call, OutboundCall):
             call._on_progress(ev)
         elif isinstance(ev, CallAnswered) and isinstance(call, OutboundCall):
-            call._on_final(200, "OK", ev.sdp)
+            call._on_final(200, "OK", ev.sdp, ev.headers)
         elif isinstance(ev, CallRejected) and isinstance(call, OutboundCall):
-            call._on_final(ev.status, ev.reason)
+            call._on_final(ev.status, ev.reason, headers=ev.headers)
         elif isinstance(ev, CallEnded) and call is not None:
             if isinstance(call, OutboundCall):
                 call._on_final(487 if ev.reason == "cancel" else 500, ev.reason)

@@ -278,14 +278,14 @@ class UaCore(UacActions, PrackActions):
             self._on_2xx(call, resp, now)
         elif code in (401, 407) and call.auth and call.auth_tries < 2 and not call.canceled:
             if not self._retry_auth(call, resp, now):
-                self._fail(call, code, resp.reason)
+                self._fail(call, code, resp.reason, resp.headers)
         else:
-            self._fail(call, code, resp.reason)
+            self._fail(call, code, resp.reason, resp.headers)
 
-    def _fail(self, call: Call, code: int, reason: str) -> None:
+    def _fail(self, call: Call, code: int, reason: str, headers=()) -> None:
         if call.state == "ended":
             return
-        self._events.append(CallRejected(call.call_id, code, reason))
+        self._events.append(CallRejected(call.call_id, code, reason, list(headers)))
         self._end(call, "cancel" if call.canceled else "rejected")
 
     def _on_2xx(self, call: Call, resp: Response, now: float) -> None:
@@ -301,7 +301,7 @@ class UaCore(UacActions, PrackActions):
             self._end(call, "cancel")
             return
         call.state = "confirmed"
-        self._events.append(CallAnswered(call.call_id, resp.body))
+        self._events.append(CallAnswered(call.call_id, resp.body, list(resp.headers)))
 
     def _on_stray(self, resp: Response) -> None:
         try:

@@ -204,6 +204,7 @@ class CallProgress:
 class CallAnswered:
     call_id: str
     sdp: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)   # of the 2xx
 
 
 @dataclass
@@ -211,6 +212,7 @@ class CallRejected:
     call_id: str
     status: int
     reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)   # of the final response
 
 
 @dataclass

@@ -258,7 +258,7 @@ class Gateway:
         now = trio.current_time()
         depth = sched.depth_by_class()
         age = sched.oldest_age_by_class(now)
-        return {c: (depth.get(c, 0), age.get(c, 0.0)) for c in ("long_code", "toll_free", "short_code")}
+        return {c: (depth.get(c, 0), age.get(c, 0.0)) for c in ("long_code", "toll_free", "short_code", "alphanumeric")}
 
     def _observe_api(self, route: str, status: int, seconds: float, code: int | None) -> None:
         self._m_api(route, str(status)).inc()

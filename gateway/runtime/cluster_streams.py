@@ -32,6 +32,7 @@ from coredis.tokens import PureToken
 
 from gateway.core import errors
 from gateway.core import message as M
+from gateway.core.numbers import sender_key
 from gateway.runtime.cluster_slots import LEASE_MS, slot_of
 from gateway.store.base import StoreError
 from gateway.store.redis import StreamRoute
@@ -110,10 +111,11 @@ class SenderStreams:
         return msg.status in (M.SCHEDULED, M.ACCEPTED)
 
     def _stream_route(self, msg, check_cap: bool) -> StreamRoute | None:
-        cap = self.gw.dispatcher.capacity.get(msg.from_)
+        key = sender_key(msg.account_sid, msg.from_)      # "AC…|ID" for a sender ID
+        cap = self.gw.dispatcher.capacity.get(key)
         if cap is None:
             return None
-        return StreamRoute(self.stream(msg.from_), self.depth_key(msg.from_),
+        return StreamRoute(self.stream(key), self.depth_key(key),
                            f"{self.p}r:{msg.sid}", cap[1] if check_cap else -1,
                            max(1, msg.num_segments), MARKER_TTL_S)
 

@@ -75,6 +75,16 @@ def _hostport(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def _tls(settings) -> sip_tls.SipTls:
+    """``sip_tls.from_settings`` + ``[sip] tls_ca``: the CA that verifies TLS peers that are
+    not trunks (``<Dial><Sip>`` to ``sips:`` URIs); unset = system CAs."""
+    tls = sip_tls.from_settings(settings)
+    ca = getattr(settings.sip, "tls_ca", "")
+    if ca:
+        tls.client = sip_tls.client_context(ca)
+    return tls
+
+
 class _Active:
     def __init__(self, call: C.Call):
         self.call = call
@@ -117,7 +127,7 @@ class VoiceService(OutboundCalls):
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self._recover()
         self.ua = SipUA(self.host, self.port, accept_register=self.accept_register,
-                        tls=sip_tls.from_settings(self.gw.settings))   # [sip] tls_*, tls trunks
+                        tls=_tls(self.gw.settings))   # [sip] tls_*, tls trunks
         async with trio.open_nursery() as nursery:
             self.nursery = self.conferences.nursery = nursery
             self.port = await nursery.start(self.ua.serve)

@@ -4,7 +4,8 @@ Owns the XML of the messages a carrier sends: an INVITE with an SDP offer (one G
 + telephone-event), the ACK (``via`` = a fresh Via for a 2xx, ``[last_Via:]`` inside the
 INVITE transaction), the 200 answering a BYE, and the ``<scenario>`` wrapper; and two
 callee (UAS) scenarios for ``<Dial><Sip>``: ``uas_answer`` (optionally checks a header
-and demands digest auth first) and ``uas_reject``. SIPp trims the indentation of CDATA
+and demands digest auth first) and ``uas_reject``, both able to add headers to their final
+response (``reply_headers``, e.g. ``X-`` headers for ``DialSipHeader_*``). SIPp trims the indentation of CDATA
 lines. Receiving steps of the caller scenarios are left to the caller. RFC 3262 pieces:
 ``invite(require_100rel=True)``, ``prack_reliable`` (PRACK a reliable 18x), ``bye``, and
 ``uas_reliable_180`` (rings reliably, wants the PRACK before its 200); SIPp refuses a
@@ -255,11 +256,16 @@ def _reply(status: str, extra: str = "", body: bool = False) -> str:
 """
 
 
-def uas_answer(header: str | None = None, auth: tuple[str, str] | None = None) -> str:
+def _lines(headers) -> str:
+    return "".join(f"{h}\n      " for h in headers)
+
+
+def uas_answer(header: str | None = None, auth: tuple[str, str] | None = None,
+               reply_headers: tuple[str, ...] = ()) -> str:
     """A callee: (``auth``: 401 with a digest challenge, ACK, then the INVITE must carry
-    valid credentials, else 403 and SIPp stops with an error), 180, 200 with PCMU SDP,
-    ACK, then waits for the BYE. ``header``: a regexp the INVITE must match (SIPp fails
-    the call otherwise)."""
+    valid credentials, else 403 and SIPp stops with an error), 180, 200 with PCMU SDP
+    (plus ``reply_headers``, whole "Name: value" lines), ACK, then waits for the BYE.
+    ``header``: a regexp the INVITE must match (SIPp fails the call otherwise)."""
     check = (f'<action><ereg regexp="{header}" search_in="msg" check_it="true" '
              'assign_to="hdr"/></action>') if header else ""
     steps = f'<recv request="INVITE">{check}</recv>'
@@ -274,11 +280,13 @@ def uas_answer(header: str | None = None, auth: tuple[str, str] | None = None) -
                   '<nop><action><exec int_cmd="stop_now"/></action></nop>'
                   '<label id="authed"/>')
     seen = "X-Seen: [$hdr]\n      " if header else ""       # SIPp: a variable must be used
-    return scenario(steps + _reply("180 Ringing", seen) + _reply("200 OK", body=True)
+    return scenario(steps + _reply("180 Ringing", seen)
+                    + _reply("200 OK", _lines(reply_headers), body=True)
                     + '<recv request="ACK"/>' + _OK_BYE, "callee")
 
 
-def uas_reject(status: str = "486 Busy Here") -> str:
-    """A callee that answers every INVITE with ``status`` and takes the ACK."""
-    return scenario('<recv request="INVITE"/>' + _reply(status) + '<recv request="ACK"/>',
-                    "callee")
+def uas_reject(status: str = "486 Busy Here", reply_headers: tuple[str, ...] = ()) -> str:
+    """A callee that answers every INVITE with ``status`` (plus ``reply_headers``) and
+    takes the ACK."""
+    return scenario('<recv request="INVITE"/>' + _reply(status, _lines(reply_headers))
+                    + '<recv request="ACK"/>', "callee")

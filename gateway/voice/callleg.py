@@ -44,6 +44,7 @@ class DialResult:
     duration: int              # seconds the bridge lasted
     sip_call_id: str | None = None         # <Dial><Sip>: the SIP Call-ID of the attempt
     sip_response_code: int | None = None   # ... and its final SIP status (200 answered)
+    sip_headers: tuple[tuple[str, str], ...] = ()   # ... DialSipHeader_X-… action params
     queue_sid: str | None = None           # <Dial><Queue>: the queue dequeued from
 
 

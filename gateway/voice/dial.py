@@ -14,7 +14,8 @@ until either side hangs up, the ``timeLimit`` passes or ``*`` is pressed with
 ``<Sip>`` nouns ring in the same race: ``sip_dial.place`` INVITEs the URI directly
 (``[sip] allow_sip_dial``; SSRF rules there); the child's ``To`` is the URI, its
 ``statusCallback``/``statusCallbackEvent`` are honoured; the result carries
-``sip_call_id``/``sip_response_code`` (the winner's, else the first ``<Sip>``'s).
+``sip_call_id``/``sip_response_code``/``sip_headers`` (the ``X-`` headers of the final
+response: the winner's, else the first ``<Sip>``'s).
 
 Rules: ``DialCallStatus`` is the winner's final status (completed); with no winner it is
 busy when every number was busy, no-answer when any rang out or timed out, else failed.
@@ -45,6 +46,7 @@ class _Attempt:
         self.remote: bytes | None = None
         self.failed: str | None = None
         self.sip_code = 0                  # last SIP status of a <Sip> attempt
+        self.sip_headers: list[tuple[str, str]] = []   # ... its final response's headers
 
 
 def _loser_status(attempts: list[_Attempt]) -> str:
@@ -60,8 +62,8 @@ async def _ring(svc, att: _Attempt, timeout: float, won) -> None:
     """Place one child call; ``won(att)`` when it answers. Cancelled -> CANCEL it."""
     child = att.child
     if isinstance(att.number, tv.Sip):
-        out, failed, att.sip_code = await sip_dial.place(svc, child, att.rtp, timeout,
-                                                         att.number)
+        out, failed, att.sip_code, att.sip_headers = await sip_dial.place(
+            svc, child, att.rtp, timeout, att.number)
     else:
         out, failed = await svc.place(child, att.rtp, timeout)
     if out is None:
@@ -74,14 +76,14 @@ async def _ring(svc, att: _Attempt, timeout: float, won) -> None:
         att.remote = await out.wait_answer()
     except CallFailed as exc:
         att.failed = C.NO_ANSWER if exc.status == 408 else C.status_for_sip(exc.status)
-        att.sip_code = exc.status
+        att.sip_code, att.sip_headers = exc.status, out.final_headers
         return
     except trio.Cancelled:
         if not out.answered:
             with trio.CancelScope(shield=True):
                 await out.cancel()
         raise
-    att.sip_code = 200
+    att.sip_code, att.sip_headers = 200, out.final_headers
     won(att)
 
 
@@ -92,7 +94,8 @@ def _result(status: str, att: _Attempt | None, duration: int,
     if sip is None:
         return DialResult(status, att.child.sid if att else None, duration)
     return DialResult(status, att.child.sid if att else None, duration,
-                      sip_call_id=sip.child.sip_call_id, sip_response_code=sip.sip_code)
+                      sip_call_id=sip.child.sip_call_id, sip_response_code=sip.sip_code,
+                      sip_headers=tuple(sip_dial.header_params(sip.sip_headers)))
 
 
 def _child(pc: C.Call, number, caller_id: str, timeout: float, now: float) -> C.Call:
@@ -109,10 +112,14 @@ def _child(pc: C.Call, number, caller_id: str, timeout: float, now: float) -> C.
     return child
 
 
-async def _whisper(svc, leg: MediaLeg, number) -> bool:
-    """Run ``<Number url>`` on the answered child; False = do not connect."""
+async def _whisper(svc, leg: MediaLeg, att: _Attempt) -> bool:
+    """Run ``<Number url>`` / ``<Sip url>`` on the answered child (``<Sip>``: with the 2xx's
+    ``X-`` headers as ``SipHeader_X-…``, as Twilio); False = do not connect."""
+    number = att.number
+    params = [(k.removeprefix("Dial"), v) for k, v in sip_dial.header_params(
+        att.sip_headers)] if isinstance(number, tv.Sip) else []
     interp = svc._interpreter(leg)
-    await interp.play_document(Next(number.url, number.method))
+    await interp.play_document(Next(number.url, number.method, params))
     return not (leg.ended or interp.hung_up)
 
 
@@ -194,7 +201,7 @@ async def _race_and_bridge(svc, parent: MediaLeg, attempts: list[_Attempt], *,
         try:
             if att.number.send_digits:
                 await leg.send_digits(att.number.send_digits)
-            if att.number.url and not await _whisper(svc, leg, att.number):
+            if att.number.url and not await _whisper(svc, leg, att):
                 await leg.hangup()
                 svc._final(child, C.COMPLETED)
                 return _result(C.COMPLETED, att, 0, attempts)

@@ -21,8 +21,8 @@ Rules (Twilio's, ``reference/twilio.md`` §6–7):
   that ended it, ``hangup``, or empty on timeout/maxLength).
 - ``<Dial>``: every ``<Number>``/``<Sip>`` is handed to the leg at once (parallel, first
   answer wins); ``action`` gets ``DialCallStatus``, ``DialCallSid``, ``DialCallDuration``
-  (+ ``DialSipCallId``/``DialSipResponseCode`` with a ``<Sip>``). ``callerId`` defaults
-  to the call's ``From``. ``<Dial><Conference>`` joins the room until the caller leaves
+  (+ ``DialSipCallId``/``DialSipResponseCode``/``DialSipHeader_X-…`` with a ``<Sip>``).
+  ``callerId`` defaults to the call's ``From``. ``<Dial><Conference>`` joins the room until the caller leaves
   it or it ends; ``<Dial><Queue>`` bridges the queue's oldest caller (+ ``QueueSid``).
 - ``<Enqueue>`` waits in the queue (``leg.enqueue``); ``action`` gets ``QueueResult``,
   ``QueueSid``, ``QueueTime`` (none: next verb); dequeued by the Members API, that URL
@@ -361,8 +361,8 @@ class Interpreter:
         params = [("DialCallStatus", res.status), ("DialCallSid", res.call_sid or ""),
                   ("DialCallDuration", str(res.duration))]
         if res.sip_response_code is not None:
-            params += [("DialSipCallId", res.sip_call_id or ""),
-                       ("DialSipResponseCode", str(res.sip_response_code))]
+            params += [("DialSipCallId", res.sip_call_id or ""), ("DialSipResponseCode",
+                       str(res.sip_response_code)), *res.sip_headers]
         if res.queue_sid:
             params.append(("QueueSid", res.queue_sid))
         if leg.ended:

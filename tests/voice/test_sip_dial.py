@@ -32,7 +32,7 @@ def test_parse_target():
         "sip:alice@example.com:5070;transport=tcp", "alice", "example.com", 5070, "tcp")
     assert t.headers == (("X-Foo", "b ar"), ("X-N", "1"))          # Subject dropped
     assert parse_target("sip:bob@10.0.0.1").port == 5060
-    for bad in ("tel:+1555", "sip:a@h;transport=tls", "sip:a@h:99999", "sip:a@",
+    for bad in ("tel:+1555", "sips:a@h;transport=udp", "sip:a@h:99999", "sip:a@",
                 "sip:a@h?X-A=1%0d%0aVia:x"):
         with pytest.raises(ValueError):
             parse_target(bad)

@@ -10,7 +10,7 @@ Rules:
 - Unknown keys are errors (with a "did you mean" hint); every key has a default except
   the identifying ones (account sid, carrier name, number, route prefix ...).
 - Field checks live on the fields (``opt``/``req`` from ``settings_check``); checks that
-  span sections are the ``settings_check.CROSS_CHECKS`` table. No wall of ifs.
+  span sections are the ``settings_cross.CROSS_CHECKS`` table. No wall of ifs.
 - Secrets: ``auth_token`` | ``auth_token_file`` (accounts), ``password`` |
   ``password_file`` (SMPP, Redis). A ``*_file`` names a file whose content (one trailing
   newline stripped) becomes the secret; relative names resolve against
@@ -37,6 +37,7 @@ from typing import Any
 
 from gateway import settings_check as sc
 from gateway.settings_check import opt, req
+from gateway.settings_cross import CROSS_CHECKS
 
 SENDER_CLASSES = ("long_code", "toll_free", "short_code")
 DLR_STATES = sc.DLR_STATES
@@ -387,7 +388,7 @@ def _load(path: str | os.PathLike) -> tuple[Settings | None, list[str]]:
     problems: list[str] = []
     s = sc.build(Settings, raw, "", problems)
     s = _finish(s, os.path.dirname(os.path.abspath(name)), problems)
-    for cross in sc.CROSS_CHECKS:
+    for cross in CROSS_CHECKS:
         problems.extend(f"{key}: {why}" for key, why in cross(s))
     s = dataclasses.replace(s, source=name)
     return s, [f"{name}: {p}" for p in problems]

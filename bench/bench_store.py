@@ -4,7 +4,12 @@ of concurrency, the mixed per-message write cycle, and point-lookup cost.
 Rules: a script, not a test; every run uses a fresh database file in a temporary
 directory (``--dir`` to choose the disk) and stops by itself (bounded count per case).
 
-Usage: python bench/bench_store.py [--dir DIR] [--count N] [--quick]
+Usage: python bench/bench_store.py [--dir DIR] [--count N] [--quick] [--client-cpu]
+
+``--client-cpu`` runs only the gateway's per-message store pattern with the writer in
+its own process (create awaited, DLR map, sent and delivered saves nowait with their
+due tokens, both callback clears, a flush every 0.25 s) and prints this process's CPU
+per message: the event loop's share of the store, without the writer's.
 """
 
 from __future__ import annotations
@@ -114,6 +119,50 @@ async def bench_reads(path: str, n: int) -> tuple[float, float, float]:
     return direct, hop, page
 
 
+async def bench_client_cpu(path: str, total: int, concurrency: int = 64) -> tuple[float, float]:
+    """(event-loop CPU µs per message, msgs/s) of the gateway's store pattern."""
+    store = SqliteStore(path, writer="process")
+    await store.open()
+    base = store._seq
+    per = max(1, total // concurrency)
+
+    async def flusher() -> None:
+        while True:
+            await trio.sleep(0.25)
+            await store.flush_due()
+
+    async def worker(k: int) -> None:
+        for j in range(per):
+            i = base + k * per + j + 1
+            m = make(i)
+            m.status_callback = "http://127.0.0.1:9/cb"
+            msg, _ = await store.create_message(m)
+            msg.advance("sending", time.time())
+            mid = f"{i:x}"
+            msg.carrier_message_ids.append(mid)
+            store.map_carrier_id_nowait("carrier-a", mid, msg.sid)
+            msg.date_sent = time.time()
+            msg.advance("sent", time.time())
+            store.save_message_nowait(msg)
+            await trio.sleep(0)
+            store.clear_due_nowait(msg.sid, "sent")
+            msg.advance("delivered", time.time())
+            store.save_message_nowait(msg)
+            await trio.sleep(0)
+            store.clear_due_nowait(msg.sid, "delivered")
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    async with trio.open_nursery() as outer:
+        outer.start_soon(flusher)
+        async with trio.open_nursery() as nursery:
+            for k in range(concurrency):
+                nursery.start_soon(worker, k)
+        outer.cancel_scope.cancel()
+    await store.close()
+    n = per * concurrency
+    return (time.process_time() - cpu0) * 1e6 / n, n / (time.perf_counter() - t0)
+
+
 async def raw_fsync_rate(path: str, n: int = 200) -> float:
     """Plain SQLite, one row per FULL commit, no trio: what this disk does right now."""
     import sqlite3
@@ -134,6 +183,11 @@ async def main(args) -> None:
     tmp = tempfile.mkdtemp(prefix="bench-store-", dir=args.dir)
     try:
         print(f"# SqliteStore bench: WAL, synchronous=FULL, dir={tmp}")
+        if args.client_cpu:
+            for r in range(3):
+                us, rate = await bench_client_cpu(os.path.join(tmp, f"cpu{r}.db"), args.count)
+                print(f"client CPU (process writer)  {us:7.1f} us/msg  {rate:8.0f} msgs/s")
+            return
         raw = await raw_fsync_rate(os.path.join(tmp, "raw.db"))
         print(f"raw sqlite 1 row/commit (disk baseline)   {raw:10.0f}/s")
         for conc in (1, 10, 100, 1000):
@@ -161,6 +215,8 @@ if __name__ == "__main__":
     parser.add_argument("--dir", default=None, help="directory for the database files")
     parser.add_argument("--count", type=int, default=20000, help="operations per case")
     parser.add_argument("--quick", action="store_true", help="small counts (smoke run)")
+    parser.add_argument("--client-cpu", action="store_true",
+                        help="only the event loop's CPU per message (process writer)")
     a = parser.parse_args()
     if a.quick:
         a.count = 2000

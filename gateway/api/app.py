@@ -111,6 +111,10 @@ class ApiApp:
         accounts.register(self, ctx, _BASE)
         self.route(r"^/v1/Services/?$", {"GET": svcs.list}, auth="any")
         self.route(r"^/v1/Services/(?P<sid>[^/]+)/?$", {"GET": svcs.fetch}, auth="any")
+        self.route(r"^/v1/Services/(?P<sid>[^/]+)/AlphaSenders/?$", {"GET": svcs.alpha_list},
+                   auth="any")
+        self.route(r"^/v1/Services/(?P<sid>[^/]+)/AlphaSenders/(?P<alpha>[^/]+)/?$",
+                   {"GET": svcs.alpha_fetch}, auth="any")
 
     def route(self, pattern: str, methods: dict[str, RouteHandler],
               auth: str | None = "account", name: str | None = None) -> None:

@@ -108,6 +108,19 @@ class Decay:
         self.stamp = now
 
 
+def _add_pair(a: Decay, xa: float, b: Decay, xb: float, now: float) -> None:
+    """``a.add(xa, now); b.add(xb, now)`` with one ``exp`` when both decay alike (a
+    sum and its count, always updated together): the same floating-point result."""
+    if a.stamp != b.stamp or a.tau != b.tau or now <= a.stamp:
+        a.add(xa, now)
+        b.add(xb, now)
+        return
+    f = math.exp(-(now - a.stamp) / a.tau)
+    a.value = a.value * f + xa if a.value != 0.0 else xa
+    b.value = b.value * f + xb if b.value != 0.0 else xb
+    a.stamp = b.stamp = now
+
+
 def _lin(x: float, good: float, bad: float) -> float:
     """1 at ``good``, 0 at ``bad``, linear between (either direction)."""
     if good == bad:
@@ -312,14 +325,12 @@ class CarrierHealth:
 
     def _latency(self, latency: float, now: float) -> None:
         self._lat_samples += 1
-        self._lat_fast_sum.add(latency, now)
-        self._lat_fast_n.add(1.0, now)
+        _add_pair(self._lat_fast_sum, latency, self._lat_fast_n, 1.0, now)
         if latency > self._quick_latency and self._lat_samples > self.cfg.latency_min_samples:
             n = self._lat_base_n.at(now)
             base = self._lat_base_sum.at(now) / n if n > 1e-12 else 0.0
             latency = min(latency, max(base, self.cfg.latency_floor) * self.cfg.latency_ok_ratio)
-        self._lat_base_sum.add(latency, now)
-        self._lat_base_n.add(1.0, now)
+        _add_pair(self._lat_base_sum, latency, self._lat_base_n, 1.0, now)
 
     def _due(self, now: float) -> None:
         """Let a finished cool-down turn half open before a probe's outcome is counted."""

@@ -19,6 +19,9 @@ Rules for ``choose(dest, healths, now)`` (best first; empty = nothing usable now
   message is the probe, followed by the healthy ones as fallback. ``open`` carriers and
   carriers without a health object are never returned.
 - ``exclude`` drops carriers (e.g. the one a resend comes back from).
+- Cost: a destination's route is found by probing only the prefix lengths in use,
+  longest first, in a table that holds each route's carriers already grouped by
+  priority; a route with one carrier skips the draw and ordering entirely.
 
 ``max_tps`` is not applied inside ``choose``: the dispatcher calls
 ``take_carrier_token(name, now, n)`` for the carrier it is about to use; 0.0 means go,
@@ -105,6 +108,9 @@ def _tables(routes: Any, carriers: Any
     return specs, table
 
 
+_NO_ROUTE: tuple[tuple[str, ...], list[list[CarrierSpec]]] = ((), [])
+
+
 class Router:
     CACHE_SIZE = 65536  # destinations whose route lookup is remembered
 
@@ -118,8 +124,7 @@ class Router:
         gates: GateFactory | None = None,
     ) -> None:
         self.carriers, self.routes = _tables(routes, carriers)
-        self._max_len = max((len(p) for p in self.routes), default=0)
-        self._cache: dict[str, tuple[tuple[str, ...], list[list[CarrierSpec]]]] = {}
+        self._index()
         self.prefer_margin = prefer_margin
         self.rng = rng or random.Random()
         self._buckets: dict[str, RateGate] = {}
@@ -142,8 +147,7 @@ class Router:
                 gate.set_rate(s.max_tps, max(1.0, s.max_tps), now)
             buckets[s.name] = gate
         self.carriers, self.routes, self._buckets = specs, table, buckets
-        self._max_len = max((len(p) for p in self.routes), default=0)
-        self._cache = {}
+        self._index()
         self.prefer_margin = prefer_margin
 
     def set_gate_factory(self, gates: GateFactory, now: float) -> None:
@@ -159,31 +163,60 @@ class Router:
         """Carrier names of the longest matching prefix (empty when no route)."""
         return self._route(dest)[0]
 
+    def _index(self) -> None:
+        """Per route prefix its (names, carriers grouped by ascending priority), the
+        prefix lengths in use (longest first), and an empty destination cache (used
+        only when many lengths make the probe loop longer than a cache lookup)."""
+        self._hits: dict[str, tuple[tuple[str, ...], list[list[CarrierSpec]]]] = {}
+        for prefix, names in self.routes.items():
+            by_prio: dict[int, list[CarrierSpec]] = {}
+            for n in names:
+                spec = self.carriers[n]
+                by_prio.setdefault(spec.priority, []).append(spec)
+            self._hits[prefix] = (names, [by_prio[p] for p in sorted(by_prio)])
+        self._lengths = sorted({len(p) for p in self.routes}, reverse=True)
+        self._cache: dict[str, tuple[tuple[str, ...], list[list[CarrierSpec]]]] | None = (
+            {} if len(self._lengths) > 4 else None)
+
     def _route(self, dest: str) -> tuple[tuple[str, ...], list[list[CarrierSpec]]]:
-        hit = self._cache.get(dest)
-        if hit is not None:
-            return hit
-        digits = dest.lstrip("+")
-        names: tuple[str, ...] = ()
-        for i in range(min(len(digits), self._max_len), -1, -1):
-            found = self.routes.get(digits[:i])
-            if found is not None:
-                names = found
-                break
-        by_prio: dict[int, list[CarrierSpec]] = {}
-        for n in names:
-            spec = self.carriers[n]
-            by_prio.setdefault(spec.priority, []).append(spec)
-        hit = (names, [by_prio[p] for p in sorted(by_prio)])
-        if len(self._cache) >= self.CACHE_SIZE:
-            self._cache.clear()
-        self._cache[dest] = hit
+        cache = self._cache
+        if cache is not None:
+            hit = cache.get(dest)
+            if hit is not None:
+                return hit
+        digits = dest[1:] if dest[:1] == "+" else dest
+        if digits[:1] == "+":
+            digits = digits.lstrip("+")
+        hits = self._hits
+        n = len(digits)
+        hit = _NO_ROUTE
+        for i in self._lengths:
+            if i <= n:
+                found = hits.get(digits[:i])
+                if found is not None:
+                    hit = found
+                    break
+        if cache is not None:
+            if len(cache) >= self.CACHE_SIZE:
+                cache.clear()
+            cache[dest] = hit
         return hit
 
     def choose(
         self, dest: str, healths: Mapping[str, Any], now: float, exclude: Iterable[str] = ()
     ) -> list[str]:
         _, groups = self._route(dest)
+        if len(groups) == 1 and len(groups[0]) == 1 and not exclude:
+            # one carrier (the common route): no draw, no ordering, no score needed
+            name = groups[0][0].name
+            h = healths.get(name)
+            if h is None:
+                return []
+            bs = getattr(h, "breaker_state", None)
+            state = bs(now) if bs is not None else h.snapshot(now)[0]
+            if state == "closed" or (state == "half_open" and h.allow(now)):
+                return [name]
+            return []
         if exclude and not isinstance(exclude, (set, frozenset)):
             exclude = set(exclude)
         probes: list[str] = []

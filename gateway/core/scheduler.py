@@ -121,12 +121,17 @@ class SenderScheduler:
     def push(self, number: str, item: Any, segments: int, now: float) -> bool:
         """Append to the sender's FIFO; False when the queue is full (KeyError if unknown)."""
         s = self._senders[number]
-        self._tick(now)
+        if now > self._now:                 # _tick and _count inlined: once per message
+            self._now = now
         if s.segments + segments > s.capacity:
             return False
-        s.queue.append((item, segments, now))
-        self._count(s, segments)
-        if len(s.queue) == 1:
+        q = s.queue
+        q.append((item, segments, now))
+        s.segments += segments
+        cs = self._class_segments
+        cs[s.cls] = cs.get(s.cls, 0) + segments
+        if len(q) == 1:
+            self._active.add(s)
             self._schedule(s, now)
         return True
 
@@ -166,11 +171,16 @@ class SenderScheduler:
             if s.bucket.take(segments, now) > 0.0:
                 self._schedule(s, now)  # float rounding: not quite yet
                 continue
-            s.queue.popleft()
-            self._count(s, -segments)
+            q = s.queue
+            q.popleft()
+            s.segments -= segments              # _count inlined
+            cs = self._class_segments
+            cs[s.cls] = cs.get(s.cls, 0) - segments
             out.append((s.number, item, segments))
-            if s.queue:
+            if q:
                 self._schedule(s, now)
+            else:
+                self._active.discard(s)
         self._maybe_compact()
         return out
 

@@ -54,6 +54,11 @@ def callback_token(sid: str, status: str) -> str:
 
 
 def _message_event(hook) -> tuple[str, str] | None:
+    params = hook.params
+    if len(params) > 6:     # fast path: the order of ``Messaging.callback_hook``
+        a, b = params[4], params[6]
+        if a[0] == "MessageSid" and b[0] == "MessageStatus" and a[1] and b[1]:
+            return a[1], b[1]
     sid = status = None
     for k, v in hook.params:
         if k == "MessageSid":
@@ -83,14 +88,17 @@ class CallbackOutbox:
         """Answered 2xx or given up: clear its due token (buffered)."""
         event = _message_event(hook)
         if event is not None:
-            self.store.clear_due_nowait(*event)
-        key = self._legacy.pop(hook.idem, None) if self._legacy else None
-        if key is not None:
-            self._legacy_left[key] -= 1
-            if not self._legacy_left[key]:
-                del self._legacy_left[key]
-                self._legacy_gone.append(key)
-        self._wake.set()
+            self.store.clear_due_nowait(event[0], event[1])
+        if self._legacy:
+            key = self._legacy.pop(hook.idem, None)
+            if key is not None:
+                self._legacy_left[key] -= 1
+                if not self._legacy_left[key]:
+                    del self._legacy_left[key]
+                    self._legacy_gone.append(key)
+        wake = self._wake
+        if not wake.is_set():
+            wake.set()
 
     def settle(self, sid: str, status: str) -> None:
         """A status that will get no callback after all (no auth token): clear it."""

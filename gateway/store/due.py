@@ -29,7 +29,9 @@ MO_PREFIX = "mo:"
 
 
 def join(tokens) -> str:
-    return "".join(";" + t for t in tokens)
+    if not isinstance(tokens, list):
+        tokens = list(tokens)
+    return ";" + ";".join(tokens) if tokens else ""
 
 
 def split(value: str | bytes | None) -> list[str]:
@@ -55,7 +57,7 @@ def apply(old: str | None, remove: str, add: str) -> str | None:
 def _merge(a: str, b: str) -> str:
     if not a:
         return b
-    if not b:
+    if not b or a == b:
         return a
     toks = split(a)
     toks += [t for t in split(b) if t not in toks]
@@ -80,8 +82,14 @@ class DueBuffer:
         elif token not in toks:
             toks.append(token)
         pending = self.unsaved.get(sid)
-        if pending is not None and token in split(pending[1]):
-            pending[1] = join(t for t in split(pending[1]) if t != token)
+        if pending is not None:
+            added = pending[1]
+            tok = ";" + token
+            if added == tok:            # the common case: the only token added
+                pending[1] = ""
+            # ";tok" not in the string: certainly not one of its tokens (cheap pre-check)
+            elif tok in added and token in split(added):
+                pending[1] = join([t for t in split(added) if t != token])
 
     def for_write(self, sid: str, adds: list[str]) -> list[str]:
         """[remove, add] for a save of ``sid`` issued now; empties ``adds``. Hand the

@@ -41,7 +41,7 @@ import trio
 
 from gateway.io import childproc
 from gateway.store.base import StoreError
-from gateway.store.sqlite_writer import Op, WriterStats, batch_items, settle
+from gateway.store.sqlite_writer import Op, WriterStats, batch_items, settle, wake
 
 log = logging.getLogger("gateway.store")
 
@@ -277,13 +277,4 @@ class ProcessWriter:
                 results[i] = ("err", "op is not transferable to the writer process")
                 items[i] = (None, None)
         settle(batch, items, results, failure, self.stats, self.on_commit, t0)
-        for op in batch:
-            if op.on_done is not None:
-                try:
-                    op.on_done(op.outcome)
-                except Exception:  # noqa: BLE001 - a callback bug must not strand waiters
-                    log.exception("store on_done callback failed")
-            task = op.task
-            if task is not None:
-                op.task = None
-                trio.lowlevel.reschedule(task, op.outcome)
+        wake(batch)

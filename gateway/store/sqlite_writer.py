@@ -15,6 +15,8 @@ Rules:
 - An op's function runs on the writer thread with the writer connection and returns the
   op's result; it must not commit.
 - Cancelling a waiting task does not retract its op: the write may still commit.
+- ``on_done(outcome)`` callbacks must not unwrap the outcome: a successful op without a
+  waiting task gets the shared ``NOWAIT_OK`` (no object per op on the hot path).
 
 Error handling:
 - ``sqlite3.IntegrityError`` (a constraint) fails that op only: SQLite rolls back just the
@@ -133,6 +135,11 @@ def batch_items(batch: list[Op]) -> list:
             else (op.fn, op.args) for i, op in enumerate(batch)]
 
 
+#: the outcome handed to the ``on_done`` of an op nobody waits for when it succeeded:
+#: one shared object (its value is discarded; ``on_done`` callbacks must not unwrap)
+NOWAIT_OK = outcome.Value(None)
+
+
 def settle(batch: list[Op], items: list, results: list, failure: str | None,
            stats: WriterStats, on_commit, t0: float) -> None:
     """Give every op of a finished batch its outcome and update ``stats``."""
@@ -144,30 +151,60 @@ def settle(batch: list[Op], items: list, results: list, failure: str | None,
             op.outcome = (outcome.Value(None) if op.fn is _stop
                           else outcome.Error(StoreError(f"commit failed: {failure}")))
         return
+    nowait = coalesced = op_errors = 0
+    Value = outcome.Value
     for op, item, res in zip(batch, items, results, strict=True):
-        if op.fn is _stop:
-            op.outcome = outcome.Value(None)
+        if op.task is None:
+            nowait += 1
+            if item is None:
+                op.outcome = NOWAIT_OK
+                coalesced += op.fn is not _stop
+            elif res[0] == "ok":
+                op.outcome = NOWAIT_OK
+            else:
+                op.outcome = outcome.Error(StoreError(res[1]))
+                op_errors += 1
         elif item is None:
-            op.outcome = outcome.Value(None)      # fresh: an Outcome unwraps only once
-            stats.coalesced += 1
+            op.outcome = Value(None)      # fresh: an Outcome unwraps only once
+            coalesced += op.fn is not _stop
         elif res[0] == "ok":
-            op.outcome = outcome.Value(res[1])
+            op.outcome = Value(res[1])
         else:
             op.outcome = outcome.Error(StoreError(res[1]))
-            stats.op_errors += 1
+            op_errors += 1
     dt = time.perf_counter() - t0
     n = len(batch)
     stats.commits += 1
     stats.ops += n
-    stats.nowait_ops += sum(1 for op in batch if op.task is None)
+    stats.nowait_ops += nowait
+    stats.coalesced += coalesced
+    stats.op_errors += op_errors
     stats.last_batch = n
-    stats.max_batch = max(stats.max_batch, n)
+    if n > stats.max_batch:
+        stats.max_batch = n
     stats.observe(dt)
     if on_commit is not None:
         try:
             on_commit(dt, n)
         except Exception:  # noqa: BLE001 - metrics never break a commit
             log.exception("store on_commit observer failed")
+
+
+def wake(ops: list[Op]) -> None:
+    """On the trio thread: run the ``on_done`` callbacks of settled ops and reschedule
+    their waiting tasks."""
+    reschedule = trio.lowlevel.reschedule
+    for op in ops:
+        on_done = op.on_done
+        if on_done is not None:
+            try:
+                on_done(op.outcome)
+            except Exception:  # noqa: BLE001 - a callback bug must not strand waiters
+                log.exception("store on_done callback failed")
+        task = op.task
+        if task is not None:
+            op.task = None
+            reschedule(task, op.outcome)
 
 
 def _stop(conn: sqlite3.Connection) -> None:  # sentinel op
@@ -242,19 +279,6 @@ class GroupCommitWriter:
         finally:
             await trio.to_thread.run_sync(self._thread.join)
 
-    @staticmethod
-    def _wake(ops: list[Op]) -> None:  # on the trio thread
-        for op in ops:
-            if op.on_done is not None:
-                try:
-                    op.on_done(op.outcome)
-                except Exception:  # a callback bug must not strand the other waiters
-                    log.exception("store on_done callback failed")
-            task = op.task
-            if task is not None:
-                op.task = None
-                trio.lowlevel.reschedule(task, op.outcome)
-
     # -- writer thread --------------------------------------------------------------------
     def _run(self) -> None:
         q = self._q
@@ -296,9 +320,9 @@ class GroupCommitWriter:
         items = batch_items(batch)
         results, failure = run_batch(self._conn, items)
         settle(batch, items, results, failure, self.stats, self.on_commit, t0)
-        wake = [op for op in batch if op.task is not None or op.on_done is not None]
-        if wake and self._token is not None:
+        ops = [op for op in batch if op.task is not None or op.on_done is not None]
+        if ops and self._token is not None:
             try:
-                self._token.run_sync_soon(self._wake, wake)
+                self._token.run_sync_soon(wake, ops)
             except trio.RunFinishedError:
                 pass  # the trio run is gone (a crash-like exit); nobody is waiting

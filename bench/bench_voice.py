@@ -96,19 +96,7 @@ MEDIA_SCENARIO = _call(8, "PCMA") + f"""
   <pause milliseconds="7000"/>
   <nop><action><exec play_pcap_audio="{PCAP}"/></action></nop>
   <pause milliseconds="5000"/>
-  <send retrans="500"><![CDATA[
-BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: carrier <sip:15557654321@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <recv response="200"/>
-"""
+""" + scenarios.bye(2)
 
 
 def scenario(body: str) -> str:

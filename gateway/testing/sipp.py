@@ -60,8 +60,8 @@ _ACK = """
   </send>
 """
 
-_OK_BYE = """
-  <recv request="BYE" timeout="20000"/>
+# 200 to the request just received (its Via/From/To/Call-ID/CSeq echoed)
+_OK_ECHO = """
   <send>
     <![CDATA[
       SIP/2.0 200 OK
@@ -75,6 +75,10 @@ _OK_BYE = """
     ]]>
   </send>
 """
+
+_OK_BYE = """
+  <recv request="BYE" timeout="20000"/>
+""" + _OK_ECHO
 
 
 
@@ -169,19 +173,7 @@ _UAS_RELIABLE = """
       <ereg regexp="^ *7 [0-9]+ INVITE *$" search_in="hdr" header="RAck:" check_it="true" assign_to="r"/>
     </action>
   </recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500">
+""" + _OK_ECHO + """  <send retrans="500">
     <![CDATA[
       SIP/2.0 200 OK
       Via: [$inv_via]

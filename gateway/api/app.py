@@ -10,6 +10,10 @@ Rules:
   nothing), or an API key ``SK…:secret`` (``gateway.api.keys``), which acts as its
   account. Missing/wrong -> 401, code 20003, ``WWW-Authenticate: Basic realm="Twilio
   API"``. ``/healthz`` and ``/metrics`` need no auth; ``/admin/*`` needs any account.
+  The base64/UTF-8 decoding of an Authorization header that authenticated is
+  memoised (bounded, exact header text as key); the token is still looked up and
+  compared on every request, so a rotated token or removed account is refused at once.
+  API keys are checked every time.
 - The account in the path must be the authenticated one; otherwise 404 (20404), the
   same answer as for a resource that does not exist. A key used on another account's
   path -> 401/20003 (as a wrong secret). Routes with ``auth="main"``/``"main_any"``
@@ -53,6 +57,7 @@ Observer = Callable[[str, int, float, "int | None"], None]
 _AC = r"(?P<account>AC[0-9a-fA-F]{32})"
 _BASE = r"^/2010-04-01/Accounts/" + _AC
 _DUMMY_TOKEN = "\x00" * 32
+_DECODED_MAX = 256      # distinct Authorization headers remembered (cleared when full)
 REALM_HEADER = ("WWW-Authenticate", 'Basic realm="Twilio API"')
 _PATH_ACCOUNT = frozenset({"account", "main"})     # route auth modes with {AccountSid}
 _MAIN_ONLY = frozenset({"main", "main_any"})       # primary credentials only
@@ -85,18 +90,23 @@ class ApiApp:
         self.observe = observe
         self._clock = clock
         self._inflight: dict[str, int] = {}
+        # Authorization header -> (AccountSid, password bytes) of primary credentials
+        # that authenticated once: only the base64/UTF-8 decoding is cached, the token
+        # is still looked up and compared (constant time) on every request
+        self._decoded: dict[str, tuple[str, bytes]] = {}
         # (regex, {method: handler}, auth, route name)
         self._routes: list[
             tuple[re.Pattern[str], dict[str, RouteHandler], str | None, str]] = []
         msgs = MessagesResource(ctx, self.limits)
         nums = NumbersResource(ctx, self.limits)
         svcs = ServicesResource(ctx, self.limits)
-        self.route(r"^/healthz$", {"GET": self._healthz}, auth=None)
-        self.route(r"^/metrics$", {"GET": self._metrics}, auth=None)
-        self.route(r"^/admin/carriers$", {"GET": self._carriers}, auth="any")
+        # the hot route (POST Messages.json) first: routes are tried in order
         self.route(_BASE + r"/Messages\.json$", {"GET": msgs.list, "POST": msgs.create})
         self.route(_BASE + r"/Messages/(?P<sid>[^/]+)\.json$",
                    {"GET": msgs.fetch, "POST": msgs.update, "DELETE": msgs.delete})
+        self.route(r"^/healthz$", {"GET": self._healthz}, auth=None)
+        self.route(r"^/metrics$", {"GET": self._metrics}, auth=None)
+        self.route(r"^/admin/carriers$", {"GET": self._carriers}, auth="any")
         self.route(_BASE + r"/IncomingPhoneNumbers\.json$", {"GET": nums.list})
         self.route(_BASE + r"/IncomingPhoneNumbers/(?P<sid>[^/]+)\.json$",
                    {"GET": nums.fetch, "POST": nums.update})
@@ -205,6 +215,15 @@ class ApiApp:
     async def _authenticate(self, req: Request) -> tuple[str, str | None]:
         """(account, API key sid or None) of the request's credentials, else 401."""
         header = req.headers.get("authorization", "")
+        hit = self._decoded.get(header)
+        if hit is not None:
+            user, secret = hit
+            token = self.ctx.auth_token(user)
+            if hmac.compare_digest(
+                    secret, (token if token is not None else _DUMMY_TOKEN).encode()
+            ) and token is not None:
+                return user, None
+            raise _Unauthorized()
         scheme, _, encoded = header.partition(" ")
         user = password = None
         if scheme.lower() == "basic" and encoded:
@@ -221,11 +240,13 @@ class ApiApp:
                 raise _Unauthorized()
             return account, user
         token = self.ctx.auth_token(user) if user else None
-        ok = hmac.compare_digest(
-            (password or "").encode(), (token if token is not None else _DUMMY_TOKEN).encode()
-        )
+        secret = (password or "").encode()
+        ok = hmac.compare_digest(secret, (token if token is not None else _DUMMY_TOKEN).encode())
         if not ok or token is None or not user:
             raise _Unauthorized()
+        if len(self._decoded) >= _DECODED_MAX:
+            self._decoded.clear()
+        self._decoded[header] = (user, secret)
         return user, None
 
     @staticmethod

@@ -54,6 +54,12 @@ SCHEDULE_MAX = 35 * 86400.0
 IDEMPOTENCY_HEADERS = ("idempotency-key", "i-twilio-idempotency-token")
 
 
+def _plain_number(s: str) -> bool:
+    """Digits with an optional leading '+': ``nums.normalize`` would not change it and
+    ``nums.looks_alpha`` is false (the common case, so both are skipped)."""
+    return s.isdigit() or (s[:1] == "+" and s[1:].isdigit())
+
+
 def _err(code: int, message: str | None = None) -> TwilioError:
     return TwilioError(code, message)
 
@@ -85,7 +91,7 @@ class MessagesResource:
         to_raw = (forms.value(form, "To") or "").strip()
         if not to_raw:
             raise _err(21604)
-        to = nums.normalize(to_raw)
+        to = to_raw if _plain_number(to_raw) else nums.normalize(to_raw)
         if not nums.is_valid_address(to):
             raise _err(21211, f"The 'To' number {to_raw} is not a valid phone number.")
         if forms.all_values(form, "MediaUrl"):
@@ -164,12 +170,15 @@ class MessagesResource:
         return alpha.view
 
     def _sender(self, account: str, from_raw: str, to: str) -> NumberView:
-        if nums.looks_alpha(from_raw):
+        if _plain_number(from_raw):
+            from_ = from_raw
+        elif nums.looks_alpha(from_raw):
             if not nums.is_alpha_sender(from_raw):
                 raise _err(21212, f"The 'From' number {from_raw} is not a valid phone number, "
                                   "shortcode, or alphanumeric sender ID.")
             return self._alpha(account, from_raw, to)
-        from_ = nums.normalize(from_raw)
+        else:
+            from_ = nums.normalize(from_raw)
         if not nums.is_valid_address(from_):
             raise _err(21212, f"The 'From' number {from_raw} is not a valid phone number, "
                               "shortcode, or alphanumeric sender ID.")

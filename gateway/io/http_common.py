@@ -10,7 +10,8 @@ sock_send_all, ...) in sockio.py, re-exported here.
 Rules: header names in Request.headers are lower-case str (latin-1), repeats joined
 with ", ". Response headers are (name, value) pairs; the server adds Date,
 Content-Length and Connection itself, so handlers must not set them. Header values
-with CR or LF are refused (ValueError) to prevent response splitting.
+with CR or LF are refused (ValueError) to prevent response splitting. parse_qs
+memoises the unescaping of repeated values (bounded; a pure function of the text).
 """
 
 from __future__ import annotations
@@ -109,10 +110,27 @@ _ASCII_ESCAPES = {a + b: chr(int(a + b, 16)) for a in _HEXDIGITS for b in _HEXDI
                   if int(a + b, 16) < 0x80}
 
 
+_UNQUOTED: dict[str, str] = {}     # escaped value -> text, for repeated values (callbacks)
+_UNQUOTED_MAX = 256                 # entries (cleared when full); values up to 512 chars
+
+
 def _unquote_plus(s: str) -> str:
     s = s.replace("+", " ")
     if "%" not in s:
         return s
+    if s[:3] in ("%2B", "%2b") and s.find("%", 3) < 0:     # "To=%2B1555...": E.164
+        return "+" + s[3:]
+    text = _UNQUOTED.get(s)
+    if text is None:
+        text = _unquote_escapes(s)
+        if len(s) <= 512:
+            if len(_UNQUOTED) >= _UNQUOTED_MAX:
+                _UNQUOTED.clear()
+            _UNQUOTED[s] = text
+    return text
+
+
+def _unquote_escapes(s: str) -> str:
     parts = s.split("%")
     out = [parts[0]]
     esc = _ASCII_ESCAPES

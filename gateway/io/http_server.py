@@ -76,10 +76,11 @@ class _Conn:
 
     __slots__ = ("limits", "client", "parser", "ready", "url", "headers", "body",
                  "body_len", "in_headers", "in_body", "hdr_bytes", "hdr_raw", "t_start",
-                 "error", "need_continue", "upgrade", "idle", "scope")
+                 "error", "need_continue", "upgrade", "idle", "scope", "max_header_bytes")
 
     def __init__(self, limits: ServerLimits, client: tuple[str, int]) -> None:
         self.limits = limits
+        self.max_header_bytes = limits.max_header_bytes
         self.client = client
         self.parser = httptools.HttpRequestParser(self)
         self.ready: list[tuple[Request, bool]] = []
@@ -110,21 +111,24 @@ class _Conn:
     def on_url(self, url: bytes) -> None:
         self.url += url
         self.hdr_bytes += len(url)
-        if self.hdr_bytes > self.limits.max_header_bytes:
+        if self.hdr_bytes > self.max_header_bytes:
             self._fail(431)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.hdr_bytes += len(name) + len(value) + 4
-        if self.hdr_bytes > self.limits.max_header_bytes:
+        n = self.hdr_bytes + len(name) + len(value) + 4
+        self.hdr_bytes = n
+        if n > self.max_header_bytes:
             self._fail(431)
         key = _NAMES.get(name)
         if key is None:
             key = name.decode("latin-1").lower()
             if len(_NAMES) < 512:
                 _NAMES[name] = key
-        val = value.decode("latin-1")
-        old = self.headers.get(key)
-        self.headers[key] = val if old is None else f"{old}, {val}"
+        headers = self.headers
+        if key in headers:
+            headers[key] = f"{headers[key]}, {value.decode('latin-1')}"
+        else:
+            headers[key] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self.in_headers = False

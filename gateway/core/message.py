@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 # Outbound
@@ -126,3 +127,20 @@ def _copier():
 
 #: shallow copy of a message (its lists are shared with the original)
 copy_message = _copier()
+
+
+def field_defaults(skip=()) -> dict[str, object]:
+    """Each ``Message`` field not in ``skip`` → its default (a fresh one for factories;
+    ``dataclasses.MISSING`` for a required field). The stores encode only the fields that
+    differ from it."""
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(Message):
+        if f.name in skip:
+            continue
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+        else:
+            out[f.name] = dataclasses.MISSING  # required: always stored
+    return out

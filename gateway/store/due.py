@@ -123,3 +123,17 @@ class DueBuffer:
         out = [(sid, join(toks)) for sid, toks in self.clears.items()]
         self.clears = {}
         return out
+
+
+class BufferedDueClears:
+    """The store methods every backend answers from its ``DueBuffer`` (``self._due``):
+    ``clear_due_nowait`` only buffers, ``due_backlog`` counts what is not written yet."""
+
+    _due: DueBuffer
+
+    def clear_due_nowait(self, sid: str, token: str) -> None:
+        self._due.clear(sid, token)
+
+    @property
+    def due_backlog(self) -> int:
+        return len(self._due)

@@ -53,7 +53,7 @@ class StreamRoute(NamedTuple):
     #: called for this message (accepted ones, at a restart); queued ones never are
     mark: bool = True
 
-class RedisStore(RedisConnection, Store):
+class RedisStore(RedisConnection, D.BufferedDueClears, Store):
     backend = "redis"
 
     def __init__(self, url: str, *, password: str | None = None, tls: bool = False,
@@ -226,13 +226,6 @@ class RedisStore(RedisConnection, Store):
         await super().close()
 
     # -- due tokens (gateway.store.due) -------------------------------------------------
-    def clear_due_nowait(self, sid: str, token: str) -> None:
-        self._due.clear(sid, token)
-
-    @property
-    def due_backlog(self) -> int:
-        return len(self._due)
-
     async def flush_due(self) -> None:
         pairs = self._due.drain()
         if not pairs:

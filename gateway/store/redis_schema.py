@@ -34,24 +34,13 @@ Rules:
 
 from __future__ import annotations
 
-import dataclasses
-
 import msgpack
 
 from gateway.core import message as M
-from gateway.core.message import Message
+from gateway.core.message import Message, field_defaults
 
 _SKIP = ("seq", "status", "due")
-_DEFAULTS: dict[str, object] = {}
-for _f in dataclasses.fields(Message):
-    if _f.name in _SKIP:
-        continue
-    if _f.default is not dataclasses.MISSING:
-        _DEFAULTS[_f.name] = _f.default
-    elif _f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        _DEFAULTS[_f.name] = _f.default_factory()  # type: ignore[misc]
-    else:
-        _DEFAULTS[_f.name] = dataclasses.MISSING          # required: always stored
+_DEFAULTS = field_defaults(_SKIP)
 _FIELDS = tuple(_DEFAULTS.items())
 _pack = msgpack.Packer(use_bin_type=True).pack
 

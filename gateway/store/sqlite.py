@@ -51,7 +51,7 @@ __all__ = ["IDEMPOTENCY_TTL", "SWEEP_LIMIT", "SqliteStore"]
 
 
 
-class SqliteStore(Store):
+class SqliteStore(D.BufferedDueClears, Store):
     backend = "sqlite"
 
     def __init__(self, path: str | os.PathLike, *, clock: Callable[[], float] = time.time,
@@ -217,13 +217,6 @@ class SqliteStore(Store):
         writer.submit_nowait(O.w_save, row, change[0], change[1], key=sid, on_done=done)
 
     # -- due tokens (gateway.store.due) -----------------------------------------------------
-    def clear_due_nowait(self, sid: str, token: str) -> None:
-        self._due.clear(sid, token)
-
-    @property
-    def due_backlog(self) -> int:
-        return len(self._due)
-
     async def flush_due(self) -> None:
         pairs = self._due.drain()
         if pairs:

@@ -20,13 +20,12 @@ Rules:
 from __future__ import annotations
 
 import calendar
-import dataclasses
 import datetime
 import sqlite3
 
 import msgpack
 
-from gateway.core.message import Message
+from gateway.core.message import Message, field_defaults
 from gateway.store import due as D
 
 SCHEMA_VERSION = 2
@@ -88,21 +87,7 @@ HOT = ("seq", "sid", "account_sid", "from_", "to", "status", "date_created", "da
 _HOT_SET = frozenset(HOT)
 
 
-def _defaults() -> dict[str, object]:
-    out: dict[str, object] = {}
-    for f in dataclasses.fields(Message):
-        if f.name in _HOT_SET:
-            continue
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            out[f.name] = f.default_factory()  # type: ignore[misc]
-        else:
-            out[f.name] = dataclasses.MISSING  # required: always stored
-    return out
-
-
-COLD_DEFAULTS = _defaults()
+COLD_DEFAULTS = field_defaults(_HOT_SET)
 COLD = tuple(COLD_DEFAULTS)
 
 COLS = ("seq, sid, account_sid, from_, to_, status, date_created, date_sent, date_updated, "

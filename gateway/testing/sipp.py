@@ -143,6 +143,19 @@ def bye(cseq: int = 2) -> str:
     return _BYE.format(cseq=cseq)
 
 
+# an SDP answer with PCMU only (SIPp fills the addresses and the length)
+_PCMU_ANSWER = """Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=callee 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+"""
+
 _UAS_RELIABLE = """
   <recv request="INVITE">
     <action>
@@ -183,17 +196,7 @@ _UAS_RELIABLE = """
       CSeq: [$inv_cseq]
       Contact: <sip:carrier@[local_ip]:[local_port];transport=[transport]>
       X-Checked: [$s] [$r]
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=carrier 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
+      """ + _PCMU_ANSWER + """
     ]]>
   </send>
   <recv request="ACK"/>
@@ -221,17 +224,7 @@ def scenario(body: str, name: str = "gw") -> str:
 
 
 def _reply(status: str, extra: str = "", body: bool = False) -> str:
-    sdp = """Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=callee 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-""" if body else "Content-Length: 0\n"
+    sdp = _PCMU_ANSWER if body else "Content-Length: 0\n"
     return f"""
   <send{' retrans="500"' if body else ''}>
     <![CDATA[
